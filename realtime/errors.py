@@ -1,0 +1,23 @@
+"""Exceptions. Every user-facing failure is a ``RealtimeError`` whose message is one line naming the fix."""
+
+from __future__ import annotations
+
+
+class RealtimeError(Exception):
+    """Base class: the CLI prints ``error: <message>`` and exits with code 2."""
+
+
+class SourceError(RealtimeError):
+    """A video source cannot be opened or read."""
+
+
+class WeightsError(RealtimeError):
+    """Model weights or a checkpoint are missing, corrupt or of the wrong kind."""
+
+
+class BackendUnavailable(RealtimeError):
+    """An inference backend's packages or hardware are missing."""
+
+
+class DataError(RealtimeError):
+    """Training/evaluation data has the wrong format or shape."""
