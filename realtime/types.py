@@ -106,6 +106,7 @@ class FrameResult:
     frame: Frame
     pose: PoseResult
     prediction: Prediction | None
+    t: float = 0.0  # analysis clock, s: media time for files, time since the first frame for live sources
     rep_count: int = 0
     exercise: str | None = None  # exercise the rep counter is following
     new_rep: RepEvent | None = None

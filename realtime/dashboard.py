@@ -1,0 +1,59 @@
+"""Terminal dashboard (rich): per-stage fps and latency, buffer fill, drops, end-to-end latency, label."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from realtime.stats import StageStats, StatsSnapshot
+
+
+def stage_table(stages: dict[str, StageStats], end_to_end: StageStats | None, title: str | None = None) -> Table:
+    table = Table(title=title, expand=False)
+    table.add_column("stage")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("p95 ms", justify="right")
+    table.add_column("fps", justify="right")
+    for name, s in stages.items():
+        table.add_row(name, f"{s.p50_ms:.1f}", f"{s.p95_ms:.1f}", f"{s.fps:.0f}" if s.mean_ms > 0 else "-")
+    if end_to_end is not None:
+        table.add_row("end-to-end latency", f"{end_to_end.p50_ms:.1f}", f"{end_to_end.p95_ms:.1f}", "", style="bold")
+    return table
+
+
+def render(snapshot: StatsSnapshot, header: str) -> Panel:
+    info = Text()
+    status_style = "green" if snapshot.status == "ok" else "bold yellow"
+    info.append(f"status {snapshot.status}", style=status_style)
+    info.append(f"   out {snapshot.fps_out:.1f} fps")
+    info.append(f"   read {snapshot.frames_read}  processed {snapshot.frames_processed}")
+    info.append(f"  dropped {snapshot.frames_dropped}", style="red" if snapshot.frames_dropped else "")
+    info.append(f"   buffer {snapshot.buffer_fill}/{snapshot.buffer_capacity}\n")
+    label = snapshot.label or "-"
+    info.append(f"label {label} ({snapshot.confidence * 100:.0f}%)   reps {snapshot.reps}", style="bold cyan")
+    return Panel(Group(info, stage_table(snapshot.stages, snapshot.end_to_end)), title=header)
+
+
+class Dashboard:
+    """A ``rich.live.Live`` panel refreshed by the main loop (no extra thread)."""
+
+    def __init__(self, header: str, console: Console | None = None, refresh_hz: float = 4.0) -> None:
+        self.header = header
+        self._live = Live(console=console or Console(stderr=True), auto_refresh=False, transient=False)
+        self._period = 1.0 / refresh_hz
+        self._last = 0.0
+
+    def __enter__(self) -> Dashboard:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.stop()
+
+    def update(self, snapshot: StatsSnapshot, now: float, force: bool = False) -> None:
+        if force or now - self._last >= self._period:
+            self._last = now
+            self._live.update(render(snapshot, self.header), refresh=True)

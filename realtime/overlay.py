@@ -1,0 +1,107 @@
+"""Draw the analysis onto a frame: skeleton, label, rep count, last rep's values and cues, fps, drops.
+
+Stateless: everything drawn comes from the ``FrameResult`` and the numbers passed in.
+Text scales with the frame height so it is readable from a bench a few metres away.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from realtime.types import COCO17_SKELETON, FrameResult
+
+LEFT_COLOR = (255, 160, 0)  # BGR: person's left side in blue
+RIGHT_COLOR = (0, 140, 255)  # person's right side in orange
+CENTER_COLOR = (220, 220, 220)
+LEFT_JOINTS = {1, 3, 5, 7, 9, 11, 13, 15}
+RIGHT_JOINTS = {2, 4, 6, 8, 10, 12, 14, 16}
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _limb_color(a: int, b: int) -> tuple[int, int, int]:
+    if a in LEFT_JOINTS and b in LEFT_JOINTS:
+        return LEFT_COLOR
+    if a in RIGHT_JOINTS and b in RIGHT_JOINTS:
+        return RIGHT_COLOR
+    return CENTER_COLOR
+
+
+def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, min_score: float = 0.3, thickness: int = 3) -> None:
+    """Draw COCO-17 limbs and joints in place; joints below ``min_score`` are left out."""
+    pts = keypoints[:, :2]
+    ok = keypoints[:, 2] >= min_score
+    for a, b in COCO17_SKELETON:
+        if ok[a] and ok[b]:
+            pa = (int(round(pts[a, 0])), int(round(pts[a, 1])))
+            pb = (int(round(pts[b, 0])), int(round(pts[b, 1])))
+            cv2.line(image, pa, pb, _limb_color(a, b), thickness, cv2.LINE_AA)
+    for j in np.flatnonzero(ok):
+        color = LEFT_COLOR if j in LEFT_JOINTS else RIGHT_COLOR if j in RIGHT_JOINTS else CENTER_COLOR
+        center = (int(round(pts[j, 0])), int(round(pts[j, 1])))
+        cv2.circle(image, center, thickness + 2, color, -1, cv2.LINE_AA)
+        cv2.circle(image, center, thickness + 2, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def _text(image: np.ndarray, text: str, org: tuple[int, int], scale: float, color=(255, 255, 255), weight: int = 2):
+    cv2.putText(image, text, org, FONT, scale, (0, 0, 0), weight + 3, cv2.LINE_AA)
+    cv2.putText(image, text, org, FONT, scale, color, weight, cv2.LINE_AA)
+
+
+def _panel(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, alpha: float = 0.55) -> None:
+    x1, y1 = max(x1, 0), max(y1, 0)
+    x2, y2 = min(x2, image.shape[1]), min(y2, image.shape[0])
+    if x2 <= x1 or y2 <= y1:
+        return
+    roi = image[y1:y2, x1:x2]
+    roi[:] = (roi * (1 - alpha)).astype(np.uint8)
+
+
+def draw_overlay(
+    image: np.ndarray,
+    result: FrameResult,
+    fps: float,
+    dropped: int,
+    source_status: str | None = None,
+) -> np.ndarray:
+    """Return a copy of ``image`` with the analysis drawn on it."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    unit = max(h, w * 0.75) / 720.0  # 1.0 on a 720p frame
+    pose = result.pose
+    if pose.keypoints is not None:
+        draw_skeleton(out, pose.keypoints, thickness=max(2, int(round(3 * unit))))
+        if pose.box is not None:
+            x1, y1, x2, y2 = (int(v) for v in pose.box)
+            cv2.rectangle(out, (x1, y1), (x2, y2), (90, 90, 90), 1, cv2.LINE_AA)
+
+    # Left panel: exercise, confidence, reps.
+    big, mid, small = 1.3 * unit, 0.8 * unit, 0.6 * unit
+    line = int(42 * unit)
+    lines: list[tuple[str, float, tuple[int, int, int]]] = []
+    status = source_status or result.status
+    if status != "ok":
+        lines.append((status.upper(), mid, (0, 200, 255)))
+    if result.prediction is not None:
+        pred = result.prediction
+        lines.append((f"{pred.label.replace('_', ' ')}  {pred.confidence * 100:.0f}%", mid, (255, 255, 255)))
+    if result.exercise:
+        lines.append((f"{result.exercise.replace('_', ' ')}: {result.rep_count} reps", big, (80, 255, 80)))
+    if result.last_rep is not None:
+        rep = result.last_rep
+        lines.append((f"rep {rep.index}: {rep.duration_s:.1f}s  ROM {rep.range_of_motion:.2f}", small, (230, 230, 230)))
+    for cue in result.cues[:3]:
+        lines.append((cue, small, (60, 60, 255)))
+    y = int(14 * unit)
+    panel_w = int(min(w * 0.62, 520 * unit))
+    _panel(out, 0, 0, panel_w, y + line * len(lines) + int(10 * unit))
+    for text, scale, color in lines:
+        y += line
+        _text(out, text, (int(12 * unit), y), scale, color, weight=max(1, int(round(2 * unit))))
+
+    # Bottom-right: speed and drops.
+    perf = f"{fps:4.1f} fps  dropped {dropped}"
+    (tw, th), _ = cv2.getTextSize(perf, FONT, small, 1)
+    _panel(out, w - tw - int(24 * unit), h - th - int(22 * unit), w, h)
+    _text(out, perf, (w - tw - int(12 * unit), h - int(12 * unit)), small, (200, 255, 200), weight=1)
+    return out

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything the analyzer needs on a fresh Debian/Ubuntu machine (as root, or with sudo).
+#   bash scripts/setup.sh         runtime
+#   bash scripts/setup.sh --dev   runtime + test tools + what the tests need (Xvfb, a GStreamer RTSP server)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+SUDO=""
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+
+apt_pkgs="ffmpeg libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 libxcb1 libfontconfig1"
+if [ "$dev" = 1 ]; then
+  # Xvfb + a screenshot tool for the on-screen window test; GStreamer's RTSP server (driven from Debian's
+  # python3-gi) for the RTSP reconnect tests.
+  apt_pkgs="$apt_pkgs xvfb python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav"
+fi
+if command -v apt-get >/dev/null; then
+  missing=""
+  for p in $apt_pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  done
+  if [ -n "${missing// /}" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends $apt_pkgs >/dev/null
+  fi
+fi
+
+py=${PYTHON:-python3}
+# torch first and pinned: this version's CPU wheel is what a plain 'torch' requirement then accepts
+# (a bare 'pip install torch' would pull a multi-GB CUDA build).
+$py -m pip install -q "torch==2.13.0"
+if [ "$dev" = 1 ]; then
+  $py -m pip install -q -e ".[dev]"
+else
+  $py -m pip install -q -e .
+fi
+echo "setup done"
