@@ -13,7 +13,8 @@ apt_pkgs="ffmpeg libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 libxcb1 li
 if [ "$dev" = 1 ]; then
   # Xvfb + a screenshot tool for the on-screen window test; GStreamer's RTSP server (driven from Debian's
   # python3-gi) for the RTSP reconnect tests.
-  apt_pkgs="$apt_pkgs xvfb python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+  apt_pkgs="$apt_pkgs xvfb python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
+    gstreamer1.0-plugins-base \
     gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav"
 fi
 if command -v apt-get >/dev/null; then
