@@ -84,7 +84,8 @@ def _components(args: argparse.Namespace, pose_model: str, backend: str):
     from realtime.reps import RepAnalyzer
     from realtime.smoothing import KeypointSmoother
 
-    estimator, reason = create_pose_estimator(pose_model, backend, args.weights, args.precision, args.pick)
+    estimator, reason = create_pose_estimator(pose_model, backend, args.weights, args.precision, args.pick,
+                                              args.rebuild)
     classifier = StreamingClassifier.load(args.classifier)
     reps = RepAnalyzer(strictness=args.strictness, exercise=args.exercise)
     return estimator, reason, classifier, reps, KeypointSmoother()
@@ -193,7 +194,7 @@ def print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 160)
     console.print(f"[bold]bench[/] on {report['machine']['cpu']} ({report['machine']['cores']} cores), "
                   f"frames: {report['frames']}")
     runs = report["runs"]

@@ -44,8 +44,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     pose.add_argument("--backend", default="auto",
                       help=f"ViTPose backend: {'|'.join(BACKENDS)} (comma list with --bench to compare)")
     pose.add_argument("--weights", default=None,
-                      help="ViTPose weights: HF directory or id, mmpose .pth, or exported .onnx")
+                      help="ViTPose weights: HF directory or id, mmpose .pth, or exported .onnx "
+                      "('random' = random weights, for --bench speed runs only)")
     pose.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    pose.add_argument("--rebuild", action="store_true", help="rebuild cached ONNX exports / TensorRT engines")
     pose.add_argument("--pick", default="largest",
                       help="which person to follow when several are in view: largest|center|left|right")
     pose.add_argument("--no-smooth", action="store_true", help="analyse raw keypoints (no One Euro smoothing)")
@@ -130,8 +132,10 @@ def run_live(args: argparse.Namespace) -> int:
     capture.open()
     sinks_to_close: list = []
     try:
+        if args.weights == "random":
+            raise RealtimeError("--weights random is for --bench speed runs only; pass real ViTPose weights")
         estimator, reason = create_pose_estimator(args.pose_model, args.backend, args.weights, args.precision,
-                                                  args.pick)
+                                                  args.pick, args.rebuild)
         log.warning("pose: %s (%s)", estimator.name, reason)
         classifier = StreamingClassifier.load(args.classifier)
         reps = RepAnalyzer(strictness=args.strictness, config_path=args.form_config, exercise=args.exercise,

@@ -40,6 +40,7 @@ def create_pose_estimator(
     weights: str | None = None,
     precision: str = "fp32",
     pick: str = "largest",
+    rebuild: bool = False,
 ) -> tuple[PoseEstimator, str]:
     """Build the engine the user asked for; returns it and a one-line reason for the choice.
 
@@ -67,6 +68,6 @@ def create_pose_estimator(
 
     estimator = create_vitpose_estimator(
         variant=pose_model.split("-")[1], backend=backend, weights=weights, precision=precision,
-        pick=pick,
+        pick=pick, rebuild=rebuild,
     )
     return estimator, reason

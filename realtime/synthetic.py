@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from realtime.capture import CaptureStats
 from realtime.ring_buffer import DropPolicy, RingBuffer
 from realtime.types import Frame
-
-
-@dataclass(frozen=True, slots=True)
-class SourceStats:
-    frames_read: int
-    frames_dropped: int
-    buffer_fill: int
-    buffer_capacity: int
-    reconnects: int = 0
-    fps_in: float = 0.0
 
 
 def synthetic_frames(count: int = 60, size: tuple[int, int] = (1280, 720), seed: int = 0) -> list[np.ndarray]:
@@ -113,13 +103,14 @@ class SyntheticSource:
     def ended(self) -> bool:
         return self.state == "ended" and len(self._buffer) == 0
 
-    def stats(self) -> SourceStats:
+    def stats(self) -> CaptureStats:
         elapsed = time.monotonic() - self._t_start if self._t_start else 0.0
-        return SourceStats(
+        return CaptureStats(
             frames_read=self._read,
             frames_dropped=self._buffer.dropped,
             buffer_fill=len(self._buffer),
             buffer_capacity=self._buffer.capacity,
+            reconnects=0,
             fps_in=self._read / elapsed if elapsed > 0 else 0.0,
         )
 

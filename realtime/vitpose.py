@@ -663,6 +663,9 @@ class VitPoseEstimator:
         self.backend.close()
 
 
+RANDOM_WEIGHTS = "random"  # --weights random: the real architecture, random weights (benchmarks only)
+
+
 def create_vitpose_estimator(
     variant: str,
     backend: str = "auto",
@@ -687,6 +690,22 @@ def create_vitpose_estimator(
         raise WeightsError(f"no ViTPose-{variant.upper()} weights on this machine: {_DOWNLOAD_HINT}")
     name, reason = choose_backend(backend)
     log.info("ViTPose-%s backend %s (%s)", variant.upper(), name, reason)
+    if weights == RANDOM_WEIGHTS:
+        # Speed measurements only (--bench): the real architecture with seeded random weights.
+        import torch
+
+        from realtime.engine_cache import engines_dir
+
+        torch.manual_seed(0)
+        model = build_vitpose(variant)
+        onnx_path = engines_dir() / f"vitpose-{variant}_random_fp32_op17.onnx"
+        if rebuild:
+            onnx_path.unlink(missing_ok=True)
+        runtime = load_factory(name)(model, onnx_path, precision=precision, device=None, variant=variant,
+                                     rebuild=rebuild)
+        estimator = VitPoseEstimator(runtime, variant, pick=pick)
+        estimator.name += " (random weights)"
+        return estimator
     if weights.lower().endswith(".onnx"):
         if name in ("torch", "torch2trt"):
             raise BackendUnavailable(f"--backend {name} needs PyTorch weights, not the ONNX file {weights}; "
