@@ -173,6 +173,10 @@ def run_live(args: argparse.Namespace) -> int:
         else:
             outcome = pipeline.run()
 
+        if not capture.is_live:  # end of a file: a rep past its turn and well on its way back counts
+            for rep in reps.finish():
+                if events is not None:
+                    events.write(rep.to_json())
         extra = {
             "source": redact(args.source),
             "pose": estimator.name,

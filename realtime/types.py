@@ -77,6 +77,7 @@ class RepEvent:
     measures: dict[str, float] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
     view: str = "unknown"
+    skipped: list[str] = field(default_factory=list)  # checks the camera view (or missing joints) did not allow
 
     @property
     def duration_s(self) -> float:
@@ -95,7 +96,11 @@ class RepEvent:
             "duration_s": round(self.duration_s, 4),
             "range_of_motion": round(float(self.range_of_motion), 4),
             "view": self.view,
-            "form": {"measures": {k: round(float(v), 3) for k, v in self.measures.items()}, "faults": list(self.faults)},
+            "form": {
+                "measures": {k: round(float(v), 3) for k, v in self.measures.items()},
+                "faults": list(self.faults),
+                "skipped": list(self.skipped),
+            },
         }
 
 
