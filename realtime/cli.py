@@ -49,7 +49,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     pose.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     pose.add_argument("--rebuild", action="store_true", help="rebuild cached ONNX exports / TensorRT engines")
     pose.add_argument("--pick", default="largest",
-                      help="which person to follow when several are in view: largest|center|left|right")
+                      help="which person to follow when several are in view: largest|center|left|right, or an index "
+                      "counted from the left (0, 1, ...)")
     pose.add_argument("--no-smooth", action="store_true", help="analyse raw keypoints (no One Euro smoothing)")
     ana = p.add_argument_group("analysis")
     ana.add_argument("--classifier", default=None, help="TCN checkpoint (.safetensors); default: the shipped one")

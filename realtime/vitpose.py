@@ -634,7 +634,7 @@ class VitPoseEstimator:
         self.tracker.update(keypoints)
         present = float(keypoints[:, 2].mean()) >= self.min_mean_score
         return PoseResult(keypoints=keypoints if present else None, box=np.asarray(box, np.float32),
-                          infer_ms=detect_ms + infer_ms, detected=detected)
+                          infer_ms=detect_ms + infer_ms, detected=detected, track_id=self.tracker.track_id)
 
     def estimate_batch(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
         """One (4,) xyxy box per image, all crops in one network call -> ((N, 17, 3) keypoints, network ms)."""

@@ -1,12 +1,31 @@
-"""``--backend auto``: pick the fastest backend that is installed and usable here, and say why."""
+"""``--backend auto``: pick the fastest backend that is installed and usable here, and say why.
+
+Order: TensorRT > torch2trt > CUDA PyTorch > ONNX Runtime (CPU) > PyTorch (CPU); torch2trt needs TensorRT, so
+``auto`` never gets past TensorRT to it (ask for it by name). Only package metadata
+(``importlib.util.find_spec``) and ``torch.cuda.is_available()`` are consulted, so choosing never imports
+TensorRT. An explicitly requested backend that cannot run here raises BackendUnavailable with a one-line
+install hint.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 
+from realtime.backends import BACKEND_NAMES
+from realtime.errors import BackendUnavailable
+
+TENSORRT_HINT = "TensorRT is not installed: pip install 'realtime-gym[tensorrt]' on a machine with an NVIDIA GPU"
+TORCH2TRT_HINT = ("torch2trt is not installed: git clone https://github.com/NVIDIA-AI-IOT/torch2trt && "
+                  "pip install ./torch2trt (needs TensorRT and an NVIDIA GPU)")
+ONNXRUNTIME_HINT = "onnxruntime is not installed: pip install onnxruntime"
+NO_GPU = "needs an NVIDIA GPU with CUDA, and PyTorch sees none; use --backend onnxruntime on the CPU"
+
 
 def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken/partial install counts as missing
+        return False
 
 
 def cuda_available() -> bool:
@@ -17,15 +36,47 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def unavailable_reason(name: str, gpu: bool | None = None) -> str | None:
+    """None when backend ``name`` can run here, else a one-line reason with the fix."""
+    if name not in BACKEND_NAMES:
+        return f"unknown backend {name!r}; choose one of auto, {', '.join(BACKEND_NAMES)}"
+    gpu = cuda_available() if gpu is None else gpu
+    if name == "tensorrt":
+        if not _has("tensorrt"):
+            return TENSORRT_HINT
+        return None if gpu else f"--backend tensorrt {NO_GPU}"
+    if name == "torch2trt":
+        if not _has("torch2trt"):
+            return TORCH2TRT_HINT
+        if not _has("tensorrt"):
+            return TENSORRT_HINT
+        return None if gpu else f"--backend torch2trt {NO_GPU}"
+    if name == "onnxruntime":
+        return None if _has("onnxruntime") else ONNXRUNTIME_HINT
+    return None if _has("torch") else "PyTorch is not installed: see https://pytorch.org/get-started/locally/"
+
+
+def backend_status() -> dict[str, str | None]:
+    """Every backend -> None (usable here) or why not; for ``--bench`` tables and diagnostics."""
+    gpu = cuda_available()
+    return {name: unavailable_reason(name, gpu) for name in BACKEND_NAMES}
+
+
 def choose_backend(requested: str = "auto") -> tuple[str, str]:
-    """Return (backend name, one-line reason). Order: TensorRT > torch2trt > CUDA torch > ONNX Runtime > torch CPU."""
+    """Return (backend name, one-line reason). Raises BackendUnavailable when the requested one cannot run here."""
+    requested = (requested or "auto").strip().lower()
     if requested != "auto":
-        return requested, f"--backend {requested}"
+        problem = unavailable_reason(requested)
+        if problem:
+            raise BackendUnavailable(problem)
+        where = "CUDA" if requested in ("tensorrt", "torch2trt") or (requested == "torch" and cuda_available()) \
+            else "CPU"
+        return requested, f"--backend {requested} ({where})"
     gpu = cuda_available()
     if gpu and _has("tensorrt"):
         return "tensorrt", "CUDA GPU and TensorRT are present"
-    if gpu and _has("torch2trt"):
-        return "torch2trt", "CUDA GPU and torch2trt are present (no TensorRT Python package)"
+    # torch2trt runs on TensorRT too, so whenever it could run the TensorRT backend can: it is only ever chosen
+    # explicitly (--backend torch2trt).
     if gpu:
         return "torch", "CUDA GPU present, TensorRT/torch2trt not installed: CUDA PyTorch"
     if _has("onnxruntime"):
