@@ -565,6 +565,12 @@ def export_onnx(model, path: str | Path, opset: int = 17, dynamic_batch: bool = 
             warnings.simplefilter("ignore")  # exporter deprecation + expected tracer warnings (static 256x192 input)
             torch.onnx.export(module, (dummy,), str(raw), input_names=["pixel_values"], output_names=["heatmaps"],
                               dynamic_axes=axes, opset_version=opset, dynamo=False)
+        # The tracer labels the heatmap dims oddly (the height as "batch"); declare them as the static 64x48 they are.
+        graph = onnx.load(str(raw), load_external_data=False)
+        dims = graph.graph.output[0].type.tensor_type.shape.dim
+        for dim, value in zip(dims[1:], (NUM_JOINTS, *HEATMAP_HW), strict=True):
+            dim.dim_value = value
+        onnx.save(graph, str(raw))
         size = sum(p.stat().st_size for p in Path(tmp).iterdir())
         if external_data is None:
             external_data = size > 1_800_000_000

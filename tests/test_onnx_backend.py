@@ -11,7 +11,7 @@ import torch
 from realtime import vitpose
 from realtime.backends import PoseBackend, load_factory
 from realtime.backends.onnx_backend import cpu_cores, create
-from realtime.errors import BackendUnavailable, WeightsError
+from realtime.errors import BackendUnavailable, DataError, WeightsError
 from realtime.topdown import HEATMAP_HW, INPUT_HW
 
 
@@ -71,10 +71,25 @@ def test_int8_model_is_labelled_and_checked(model: torch.nn.Module, exported: Pa
     out, ref = backend.infer(x), vitpose.heatmaps(model, torch.from_numpy(x)).numpy()
     assert out.shape == ref.shape and np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
     assert create(None, int8).name == "onnxruntime[cpu,int8]"  # the file decides what runs; the name says so
-    with pytest.raises(BackendUnavailable, match="not quantized"):
-        create(None, exported, precision="int8")
+    with pytest.raises(DataError, match="calibrate"):  # an FP32 graph needs calibration crops to become INT8
+        create(None, exported, precision="int8", calib_dir=tmp_path / "no-crops", variant="s")
     with pytest.raises(BackendUnavailable, match="fp16"):
         create(None, exported, precision="fp16")
+
+
+def test_fp32_graph_is_quantised_with_calibration_crops(model: torch.nn.Module, exported: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REALTIME_ENGINES_DIR", str(tmp_path / "engines"))
+    calib = tmp_path / "crops"
+    calib.mkdir()
+    for i, x in enumerate(crops(16)):
+        np.save(calib / f"calib_{i:04d}.npy", x.astype(np.float16))
+    backend = create(None, exported, precision="int8", calib_dir=calib, variant="s")
+    assert backend.name == "onnxruntime[cpu,int8]"
+    x = crops(2)
+    out, ref = backend.infer(x), vitpose.heatmaps(model, torch.from_numpy(x)).numpy()
+    assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
+    assert list((tmp_path / "engines").glob("*int8*.onnx"))  # cached for the next run
 
 
 def test_bad_onnx_files_raise_one_line_errors(tmp_path: Path) -> None:

@@ -85,9 +85,6 @@ def test_onnx_graph_tensorrt_parses(tiny_model, tiny_onnx):
         np.testing.assert_allclose(got, ref[:n], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.xfail(reason="vitpose.export_onnx declares the heatmap height as the symbol 'batch' (TorchScript "
-                          "exporter); TensorRT computes output shapes itself, but the declaration is wrong",
-                   strict=False)
 def test_onnx_output_declares_static_heatmap_size(tiny_onnx):
     import onnx
 

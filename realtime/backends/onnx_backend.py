@@ -119,7 +119,8 @@ def create(model=None, onnx_path: Path | None = None, precision: str = "fp32", d
     """ONNX Runtime backend on ``onnx_path``, exported from ``model`` first when the file is not there yet.
 
     Runs the graph it is given: an fp32 export, or an already-quantized INT8 ``.onnx`` (its ``name`` then says
-    int8 whatever ``precision`` asked). ``precision="int8"`` needs such a file; fp16 is not offered here.
+    int8 whatever ``precision`` asked). ``precision="int8"`` on an FP32 graph quantises it with the calibration
+    crops in ``calib/`` (``realtime.calibration.ensure_int8_onnx``, cached); fp16 is not offered here.
     """
     try:
         import onnxruntime  # noqa: F401
@@ -144,9 +145,14 @@ def create(model=None, onnx_path: Path | None = None, precision: str = "fp32", d
         log.info("using cached ONNX export %s", onnx_path)
     backend = OnnxRuntimeBackend(onnx_path, device=device)
     if precision == "int8" and backend.precision != "int8":
+        # Quantise the FP32 graph with the calib/ crops (static INT8, QDQ), cached in engines/.
+        from realtime.calibration import ensure_int8_onnx
+
         backend.close()
-        raise BackendUnavailable(f"--precision int8 asked but {onnx_path.name} is not quantized; pass an INT8 .onnx "
-                                 f"with --weights (or use fp32)")
+        variant = str(_options.get("variant") or "x")
+        int8_path = ensure_int8_onnx(onnx_path, variant, calib_dir=_options.get("calib_dir"),  # type: ignore[arg-type]
+                                     rebuild=bool(_options.get("rebuild", False)))
+        backend = OnnxRuntimeBackend(int8_path, device=device)
     if backend.precision != precision:
         log.warning("%s is an %s model; running it as such (asked for %s)", onnx_path.name, backend.precision,
                     precision)

@@ -1,0 +1,177 @@
+"""Training-time augmentation of (T, 17, 3) pixel keypoint sequences, imitating what a live pose engine gives.
+
+All functions take and return (T, 17, 3) float32 arrays (x, y pixels, score; score 0 = missing joint) and a
+``numpy.random.Generator``; none modifies its input. ``Augmenter`` chains them with the probabilities used
+for the shipped model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from realtime.types import COCO17_FLIP_PAIRS, NUM_JOINTS
+
+_FLIP = np.arange(NUM_JOINTS)
+for _a, _b in COCO17_FLIP_PAIRS:
+    _FLIP[_a], _FLIP[_b] = _b, _a
+
+
+def _valid(kp: np.ndarray) -> np.ndarray:
+    return kp[..., 2] > 0
+
+
+def body_size(kp: np.ndarray) -> float:
+    """Median torso length in pixels (shoulder-mid to hip-mid), else a third of the median body height."""
+    ok = _valid(kp)
+    both = ok[:, [5, 6, 11, 12]].all(1)
+    if both.any():
+        sh = kp[both][:, [5, 6], :2].mean(1)
+        hp = kp[both][:, [11, 12], :2].mean(1)
+        return float(max(np.median(np.linalg.norm(sh - hp, axis=1)), 1.0))
+    y = kp[..., 1]
+    rows = ok.sum(1) >= 2
+    if not rows.any():
+        return 50.0
+    heights = np.where(ok, y, -np.inf).max(1) - np.where(ok, y, np.inf).min(1)
+    return float(max(np.median(heights[rows]) / 3, 1.0))
+
+
+def mirror(kp: np.ndarray) -> np.ndarray:
+    """Horizontal flip about the sequence's mean x, with left/right joints swapped."""
+    out = kp[:, _FLIP].copy()
+    ok = _valid(out)
+    cx = out[..., 0][ok].mean() if ok.any() else 0.0
+    out[..., 0] = np.where(ok, 2 * cx - out[..., 0], 0)
+    return out
+
+
+def affine(kp: np.ndarray, rng: np.random.Generator, scale: tuple[float, float] = (0.6, 1.5),
+           rotate_deg: float = 12.0, aspect: float = 0.1, shift_frac: float = 0.5,
+           size: float | None = None) -> np.ndarray:
+    """Random scale, in-plane rotation, aspect change and translation (one transform for the whole sequence)."""
+    out = kp.copy()
+    ok = _valid(out)
+    if not ok.any():
+        return out
+    c = out[..., :2][ok].mean(0)
+    s = np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1])))
+    a = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg))
+    r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) * s
+    r = r @ np.diag([1 + rng.uniform(-aspect, aspect), 1.0])
+    shift = rng.uniform(-shift_frac, shift_frac, 2) * (size or body_size(kp))
+    xy = (out[..., :2] - c) @ r.T + c + shift
+    out[..., :2] = np.where(ok[..., None], xy, 0)
+    return out.astype(np.float32)
+
+
+def time_warp(kp: np.ndarray, factor: float) -> np.ndarray:
+    """Resample in time so the motion runs ``factor`` times faster (new length ~ T / factor).
+
+    Positions are interpolated linearly where both neighbours are seen; otherwise the nearer frame is used.
+    """
+    t = len(kp)
+    n = max(1, int(round(t / factor)))
+    if n == t or t < 2:
+        return kp.copy()
+    src = np.linspace(0, t - 1, n)
+    i0 = np.floor(src).astype(int)
+    i1 = np.minimum(i0 + 1, t - 1)
+    w = (src - i0)[:, None, None]
+    a, b = kp[i0], kp[i1]
+    both = (_valid(a) & _valid(b))[..., None]
+    near = np.where(w < 0.5, a, b)
+    out = np.where(both, a * (1 - w) + b * w, near)
+    return out.astype(np.float32)
+
+
+def jitter(kp: np.ndarray, rng: np.random.Generator, sigma_frac: float, drift_frac: float = 0.0,
+           size: float | None = None) -> np.ndarray:
+    """Per-joint Gaussian noise (sigma = sigma_frac x torso) plus a slow random drift per joint."""
+    out = kp.copy()
+    size = size or body_size(kp)
+    noise = rng.normal(0, sigma_frac * size, (len(kp), NUM_JOINTS, 2))
+    if drift_frac > 0 and len(kp) > 1:
+        steps = rng.normal(0, drift_frac * size / 4, (len(kp), NUM_JOINTS, 2))
+        drift = np.cumsum(steps, 0)
+        drift -= drift.mean(0)
+        noise += np.clip(drift, -2 * drift_frac * size, 2 * drift_frac * size)
+    ok = _valid(out)[..., None]
+    out[..., :2] = np.where(ok, out[..., :2] + noise, 0)
+    return out.astype(np.float32)
+
+
+def drop_joints(kp: np.ndarray, rng: np.random.Generator, p: float, burst_p: float = 0.0,
+                max_burst: int = 15) -> np.ndarray:
+    """Lose single joints at random (rate p) and, with rate burst_p per joint, for runs of frames."""
+    out = kp.copy()
+    t = len(kp)
+    lost = rng.random((t, NUM_JOINTS)) < p
+    if burst_p > 0:
+        for j in np.flatnonzero(rng.random(NUM_JOINTS) < burst_p * max(1, t / 30)):
+            start = rng.integers(0, t)
+            lost[start:start + rng.integers(1, max_burst + 1), j] = True
+    out[lost] = 0
+    return out
+
+
+def drop_hidden(kp: np.ndarray, threshold: float = 0.6) -> np.ndarray:
+    """Lose the joints a labeller marked hidden / an engine was unsure of (score below threshold)."""
+    out = kp.copy()
+    out[(out[..., 2] > 0) & (out[..., 2] < threshold)] = 0
+    return out
+
+
+def drop_frames(kp: np.ndarray, rng: np.random.Generator, p: float, max_run: int = 6) -> np.ndarray:
+    """Whole frames without a person (detector misses): runs of 1..max_run frames starting at rate p."""
+    out = kp.copy()
+    for start in np.flatnonzero(rng.random(len(kp)) < p):
+        out[start:start + rng.integers(1, max_run + 1)] = 0
+    return out
+
+
+def rescore(kp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random confidence scale/noise on seen joints (scores differ between pose engines)."""
+    out = kp.copy()
+    ok = _valid(out)
+    s = out[..., 2] * rng.uniform(0.6, 1.1) + rng.normal(0, 0.1, ok.shape)
+    out[..., 2] = np.where(ok, np.clip(s, 0.01, 1.0), 0)
+    out[out[..., 2] <= 0] = 0
+    return out
+
+
+@dataclass
+class Augmenter:
+    """The augmentation chain used for training (probabilities / ranges are fields)."""
+
+    p_mirror: float = 0.5
+    speed: tuple[float, float] = (0.7, 1.4)
+    p_affine: float = 0.9
+    p_drop_hidden: float = 0.5
+    noise: tuple[float, float] = (0.0, 0.04)  # sigma range as a fraction of the torso length
+    drift: float = 0.05
+    p_joint: tuple[float, float] = (0.0, 0.06)
+    burst_p: float = 0.03
+    p_frame: tuple[float, float] = (0.0, 0.02)
+    p_rescore: float = 0.5
+
+    def __call__(self, kp: np.ndarray, rng: np.random.Generator, base_speed: float = 1.0) -> np.ndarray:
+        """Augment one sequence; ``base_speed`` first brings it to the model's frame rate (fps / 30)."""
+        out = np.asarray(kp, np.float32)
+        if rng.random() < self.p_mirror:
+            out = mirror(out)
+        factor = base_speed * np.exp(rng.uniform(np.log(self.speed[0]), np.log(self.speed[1])))
+        out = time_warp(out, factor)
+        size = body_size(out)
+        if rng.random() < self.p_affine:
+            out = affine(out, rng, size=size)
+            size = body_size(out)
+        if rng.random() < self.p_drop_hidden:
+            out = drop_hidden(out)
+        out = jitter(out, rng, rng.uniform(*self.noise), self.drift * rng.random(), size=size)
+        out = drop_joints(out, rng, rng.uniform(*self.p_joint), self.burst_p)
+        out = drop_frames(out, rng, rng.uniform(*self.p_frame))
+        if rng.random() < self.p_rescore:
+            out = rescore(out, rng)
+        return out

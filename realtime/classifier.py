@@ -1,0 +1,280 @@
+"""Live exercise classifier: COCO-17 keypoints in, one ``Prediction`` per frame out.
+
+``StreamingClassifier.load()`` reads the shipped checkpoint (``realtime/models/classifier.safetensors`` and its
+``classifier.json`` metadata); ``push(keypoints)`` normalises the frame causally (``realtime.window``), runs one
+incremental step of the causal TCN (``realtime.tcn.StreamingTCN``, ~0.1 ms on a CPU core) and returns the
+model's class probabilities. The displayed ``label`` / ``confidence`` come from an exponential moving average
+of those probabilities with a small switching margin (hysteresis) so the label does not flicker;
+``Prediction.probs`` are always the model's own, unsmoothed.
+
+Checkpoints are safetensors (or a ``.pt`` state dict read with ``torch.load(weights_only=True)``): no pickled
+code is ever executed. Anything wrong with the files raises a one-line ``WeightsError``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realtime.errors import WeightsError
+from realtime.tcn import CausalTCN, StreamingTCN
+from realtime.types import NUM_JOINTS, Prediction
+from realtime.window import (
+    CLIP,
+    MIN_SCORE,
+    MOTION_ALPHA,
+    SCALE_DECAY,
+    SCALE_GROWTH,
+    WINDOW_LENGTH,
+    KeypointWindow,
+    Normaliser,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "models" / "classifier.safetensors"
+FORMAT = "realtime-gym-classifier/1"
+FACE_JOINTS = (1, 2, 3, 4)  # eyes/ears: absent from Penn Action, so the shipped model never looks at them
+IN_CHANNELS = NUM_JOINTS * 3 + 2
+
+JOINT_LAYOUT = ("channels 0-50: COCO-17 joints in COCO order, channel = 3 * joint + (0: x, 1: y, 2: seen flag); x, y "
+                "hip-centred and divided by the running torso length; unseen joints are (0, 0, 0). channels 51-52: "
+                "body-centre motion x, y = hip centre minus its moving average, in torso lengths")
+
+
+def default_normalisation(drop_joints: tuple[int, ...] = FACE_JOINTS) -> dict:
+    return {"method": "hip-mid centre, running torso-length scale (realtime.window.Normaliser)",
+            "min_score": MIN_SCORE, "scale_decay": SCALE_DECAY, "scale_growth": SCALE_GROWTH, "clip": CLIP,
+            "motion_alpha": MOTION_ALPHA, "drop_joints": list(drop_joints)}
+
+
+def make_normaliser(norm: dict) -> Normaliser:
+    return Normaliser(min_score=float(norm.get("min_score", MIN_SCORE)), decay=float(norm.get("scale_decay", SCALE_DECAY)),
+                      growth=float(norm.get("scale_growth", SCALE_GROWTH)),
+                      motion_alpha=float(norm.get("motion_alpha", MOTION_ALPHA)),
+                      drop_joints=tuple(int(j) for j in norm.get("drop_joints", FACE_JOINTS)))
+
+
+def features(keypoints: np.ndarray, normaliser: Normaliser) -> np.ndarray:
+    """(T, 17, 3) pixel keypoints -> (T, 53) model input (continues ``normaliser``'s causal state)."""
+    pose, motion = normaliser.transform(keypoints)
+    return np.concatenate([pose.reshape(len(keypoints), NUM_JOINTS * 3), motion], 1)
+
+
+@dataclass
+class LabelSmoother:
+    """Display smoothing: EMA of the probabilities; the label changes only when another class leads by ``margin``."""
+
+    alpha: float = 0.3  # EMA weight of the newest frame (time constant ~3 frames)
+    margin: float = 0.1
+    _ema: np.ndarray | None = None
+    _label: int = -1
+
+    def reset(self) -> None:
+        self._ema, self._label = None, -1
+
+    def update(self, probs: np.ndarray) -> tuple[int, float]:
+        """Feed one frame's probabilities; returns (displayed class index, its smoothed probability)."""
+        self._ema = probs.copy() if self._ema is None else self.alpha * probs + (1 - self.alpha) * self._ema
+        best = int(np.argmax(self._ema))
+        if self._label < 0 or self._ema[best] > self._ema[self._label] + self.margin:
+            self._label = best
+        return self._label, float(self._ema[self._label])
+
+    def run(self, probs: np.ndarray) -> np.ndarray:
+        """(T, C) probabilities -> (T,) displayed labels from a fresh state."""
+        self.reset()
+        return np.array([self.update(p)[0] for p in probs], int)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+# --- checkpoint files ----------------------------------------------------------------------------------
+
+def metadata_path(weights: str | Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def save_checkpoint(model: CausalTCN, classes: tuple[str, ...] | list[str], metadata: dict, path: str | Path) -> Path:
+    """Write ``path`` (.safetensors) + ``path.with_suffix('.json')``; classes/architecture are in both."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"checkpoint path {path} must end in .safetensors")
+    if len(classes) != model.num_classes:
+        raise WeightsError(f"{len(classes)} class names for a model with {model.num_classes} outputs")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arch = {"type": "CausalTCN", **model.config()}
+    meta = {"format": FORMAT, "classes": list(classes), "architecture": arch,
+            "receptive_field": model.receptive_field, "window_length": WINDOW_LENGTH, "fps": 30.0,
+            "joint_layout": JOINT_LAYOUT, "normalisation": default_normalisation(), **metadata}
+    meta["classes"], meta["architecture"] = list(classes), arch  # never overridden by ``metadata``
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"format": FORMAT, "classes": json.dumps(list(classes)),
+                                          "architecture": json.dumps(arch)})
+    metadata_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if path.suffix in (".pt", ".pth"):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure here means an unusable file
+            raise WeightsError(f"cannot read classifier checkpoint {path} ({type(exc).__name__}); "
+                               f"re-train or re-download it") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise WeightsError(f"{path} is not a plain state dict of tensors; save it with safetensors")
+        return state, {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise WeightsError(f"classifier checkpoint {path} is corrupt or not safetensors ({type(exc).__name__}); "
+                           f"re-train or reinstall it") from None
+    return state, header
+
+
+def load_model(path: str | Path | None = None) -> tuple[CausalTCN, dict]:
+    """Read and check a checkpoint; returns the model (eval mode) and its metadata."""
+    path = Path(path) if path else DEFAULT_WEIGHTS
+    if path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    if not path.is_file():
+        raise WeightsError(f"classifier weights not found at {path}; pass a .safetensors file written by "
+                           f"`train` (or reinstall the package for the shipped model)")
+    meta_file = metadata_path(path)
+    try:
+        meta = json.loads(meta_file.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"classifier metadata {meta_file} is missing; keep the .json next to the weights") from None
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"classifier metadata {meta_file} is unreadable ({exc}); re-train or reinstall") from None
+    classes = meta.get("classes")
+    arch = dict(meta.get("architecture") or {})
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise WeightsError(f"{meta_file} has no class list; it is not a classifier checkpoint")
+    if arch.pop("type", None) != "CausalTCN":
+        raise WeightsError(f"{meta_file}: architecture is not CausalTCN; this build only runs CausalTCN checkpoints")
+    if arch.get("num_classes") != len(classes) or arch.get("in_channels") != IN_CHANNELS:
+        raise WeightsError(f"{meta_file}: architecture ({arch.get('in_channels')} in, {arch.get('num_classes')} out) "
+                           f"does not match {IN_CHANNELS} inputs / {len(classes)} classes; re-train the checkpoint")
+    state, header = _read_state(path)
+    if "classes" in header and json.loads(header["classes"]) != classes:
+        raise WeightsError(f"{path.name} was trained for classes {json.loads(header['classes'])} but {meta_file.name} "
+                           f"lists {classes}; use the .json written with these weights")
+    try:
+        model = CausalTCN(**arch)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{meta_file}: bad architecture ({exc}); re-train the checkpoint") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != got:
+        diff = sorted(set(expected.items()) ^ set(got.items()))[:3]
+        raise WeightsError(f"{path.name} does not match the architecture in {meta_file.name} (e.g. {diff}); "
+                           f"use the .json written with these weights")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.eval()
+    return model, meta
+
+
+# --- streaming classifier ------------------------------------------------------------------------------
+
+class StreamingClassifier:
+    """Frame-by-frame exercise classifier (one instance per video stream)."""
+
+    def __init__(self, model: CausalTCN, metadata: dict, smoothing: float = 0.3, margin: float = 0.1) -> None:
+        self.model = model.eval()
+        self.metadata = metadata
+        self.classes: tuple[str, ...] = tuple(metadata["classes"])
+        self.window_length = int(metadata.get("window_length", WINDOW_LENGTH))
+        self.receptive_field = model.receptive_field
+        self._normaliser = make_normaliser(metadata.get("normalisation", {}))
+        self._stream = StreamingTCN(model)
+        self._smoother = LabelSmoother(alpha=smoothing, margin=margin)
+        self._window = KeypointWindow(self.window_length, (IN_CHANNELS,))  # model inputs, for ``window_probs``
+        self._empty = np.zeros((1, NUM_JOINTS, 3), np.float32)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **kwargs) -> StreamingClassifier:
+        """``path`` None -> the shipped model; see ``load_model`` for the checks."""
+        model, meta = load_model(path)
+        return cls(model, meta, **kwargs)
+
+    def reset(self) -> None:
+        """Forget the stream (new source / reconnect)."""
+        self._normaliser.reset()
+        self._stream.reset()
+        self._smoother.reset()
+        self._window.clear()
+
+    def push(self, keypoints: np.ndarray | None) -> Prediction:
+        """Add the newest frame's (17, 3) pixel keypoints; None = nobody in view.
+
+        None is fed as an empty frame (every joint unseen), not skipped: the model was trained with short
+        detector dropouts inside exercises and with empty stretches labelled ``other``, so a brief miss keeps
+        the exercise while a long absence drifts to ``other``.
+        """
+        if keypoints is None:
+            kp = self._empty
+        else:
+            kp = np.asarray(keypoints, np.float32)
+            if kp.shape != (NUM_JOINTS, 3):
+                raise ValueError(f"keypoints must be (17, 3) COCO-17 x, y, score; got {kp.shape}")
+            kp = kp[None]
+        feat = features(kp, self._normaliser)[0]
+        self._window.push(feat)
+        probs = softmax(self._stream.step(feat))
+        idx, conf = self._smoother.update(probs)
+        return Prediction(label=self.classes[idx], confidence=conf, probs=probs, classes=self.classes)
+
+    @property
+    def frames(self) -> int:
+        """Frames pushed since the last reset."""
+        return self._stream.frames
+
+    def window_probs(self) -> np.ndarray:
+        """Re-run the model on the last ``window_length`` frames and return its last (C,) probabilities.
+
+        Equals the newest ``push`` result's ``probs`` (to float rounding) because the receptive field
+        (``receptive_field`` frames) is <= the window; a check, not needed for live use.
+        """
+        win = self._window.array()
+        if not len(win):
+            raise ValueError("no frames pushed yet")
+        with torch.no_grad():
+            logits = self.model(torch.from_numpy(win.T[None].copy()))[0, :, -1].numpy()
+        return softmax(logits)
+
+    def predict_sequence(self, keypoints: np.ndarray) -> np.ndarray:
+        """Whole (T, 17, 3) pixel sequence from a fresh state -> (T, C) per-frame probabilities (batch form of
+        ``reset`` + ``push`` per frame; does not touch this instance's stream state)."""
+        return predict_sequence(self.model, self.metadata, keypoints)
+
+
+def predict_sequence(model: CausalTCN, metadata: dict, keypoints: np.ndarray) -> np.ndarray:
+    """(T, 17, 3) pixel keypoints -> (T, C) per-frame probabilities, as a fresh stream would give them."""
+    if len(keypoints) == 0:
+        return np.zeros((0, model.num_classes), np.float32)
+    x = features(np.asarray(keypoints, np.float32), make_normaliser(metadata.get("normalisation", {})))
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(x.T[None].copy()))[0].numpy().T
+    return softmax(logits)
+
+
+def load(path: str | Path | None = None, **kwargs) -> StreamingClassifier:
+    """Shortcut for ``StreamingClassifier.load`` (None -> the shipped model)."""
+    return StreamingClassifier.load(path, **kwargs)
