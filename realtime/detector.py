@@ -12,6 +12,7 @@ weighted NonMaxSuppression, AlignmentPointsRects + RectTransformation ×1.25 squ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -36,6 +37,23 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null for the duration (native libraries bypass Python's sys.stderr)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (embedded use): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def load_interpreter(path: Path, num_threads: int | None = None):
     """A ready ``ai_edge_litert`` interpreter (XNNPACK on the CPU) for a bundled .tflite file."""
     try:
@@ -45,8 +63,9 @@ def load_interpreter(path: Path, num_threads: int | None = None):
     if not path.is_file():
         raise WeightsError(f"bundled BlazePose model {path.name} is missing from {path.parent}; reinstall the package")
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=num_threads or default_threads())
-        interpreter.allocate_tensors()
+        with _native_stderr_silenced():  # the runtime prints "INFO: Created ... XNNPACK delegate" from C++
+            interpreter = Interpreter(model_path=str(path), num_threads=num_threads or default_threads())
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise WeightsError(f"cannot load {path} ({exc}); reinstall the package to restore the bundled model") from exc
     return interpreter
