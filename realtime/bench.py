@@ -141,18 +141,22 @@ def bench_engine(args: argparse.Namespace, pose_model: str, backend: str, frames
 def soak(estimator, classifier, reps, smoother, frames: list[np.ndarray], seconds: float,
          sample_every_s: float = 5.0) -> dict[str, Any]:
     """A live 30-fps source for ``seconds``: RSS and latency sampled over time (bounded memory check)."""
+    import tempfile
     import threading
 
     import psutil
 
     from realtime.pipeline import Analyzer, Pipeline
+    from realtime.sinks import EventLogSink
     from realtime.synthetic import SyntheticSource
 
     proc = psutil.Process()
     stats = RunStats()
     analyzer = Analyzer(estimator, classifier, reps, smoother, stats)
     source = SyntheticSource(frames, fps=30.0, live=True, loop=True, duration_s=seconds)
-    pipeline = Pipeline(source, analyzer, draw=True)
+    events_dir = tempfile.TemporaryDirectory(prefix="soak-")
+    events = EventLogSink(Path(events_dir.name) / "events.jsonl")  # the per-frame log, as a wall camera runs
+    pipeline = Pipeline(source, analyzer, events=events, draw=True)
     samples: list[dict[str, float]] = []
     done = threading.Event()
 
@@ -175,6 +179,9 @@ def soak(estimator, classifier, reps, smoother, frames: list[np.ndarray], second
     outcome = pipeline.run()
     done.set()
     thread.join()
+    events.close()
+    events_mb = events.path.stat().st_size / 2**20
+    events_dir.cleanup()
     warm = [s for s in samples if s["t"] >= min(60.0, seconds / 4)] or samples
     rss_growth = (warm[-1]["rss_mb"] / warm[0]["rss_mb"] - 1.0) if len(warm) >= 2 else 0.0
     return {
@@ -186,6 +193,7 @@ def soak(estimator, classifier, reps, smoother, frames: list[np.ndarray], second
         "rss_mb_after_warmup": warm[0]["rss_mb"] if warm else None,
         "rss_mb_end": samples[-1]["rss_mb"] if samples else None,
         "rss_growth_after_warmup": rss_growth,
+        "events_log_mb": events_mb,
         "samples": samples,
     }
 
