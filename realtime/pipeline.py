@@ -299,6 +299,8 @@ class Pipeline:
         except KeyboardInterrupt:
             self._stopped_by = "user"
         finally:
+            if self.stop_event.is_set() and self._stopped_by == "end":
+                self._stopped_by = "user"  # a signal handler or the caller asked us to stop
             self.stop_event.set()
             self.source.stop(timeout=2.0)
             worker.join(timeout=2.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from conftest import REPO, shared_file
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+SHIPPED_CLASSIFIER = REPO / "realtime" / "models" / "classifier.safetensors"
 ENV.pop("DISPLAY", None)
 
 
@@ -81,7 +83,8 @@ def test_max_frames(tmp_path, squat_clip):
 
 BAD_INPUTS = [
     "missing-file", "empty-file", "text-as-mp4", "truncated-mp4", "unknown-scheme", "no-such-webcam",
-    "missing-weights", "corrupt-weights", "corrupt-classifier", "missing-classifier", "unknown-pose-model",
+    "missing-weights", "corrupt-weights", "corrupt-classifier", "classifier-with-other-classes",
+    "missing-classifier", "unknown-pose-model",
     "zero-max-frames", "unknown-exercise",
 ]
 
@@ -109,9 +112,16 @@ def _bad_input(case: str, tmp: Path) -> tuple[list[str], str]:
     if case == "corrupt-weights":
         (tmp / "weights.pth").write_bytes(b"garbage" * 100)
         return ["--source", str(clip), "--pose-model", "vitpose-b", "--weights", str(tmp / "weights.pth")], "weights.pth"
-    if case == "corrupt-classifier":
+    if case == "corrupt-classifier":  # valid metadata beside corrupt weights
+        shutil.copy(SHIPPED_CLASSIFIER.with_suffix(".json"), tmp / "clf.json")
         (tmp / "clf.safetensors").write_bytes(b"\x00" * 64)
         return ["--source", str(clip), "--classifier", str(tmp / "clf.safetensors")], "clf.safetensors"
+    if case == "classifier-with-other-classes":  # the shipped weights, metadata naming a different class list
+        meta = json.loads(SHIPPED_CLASSIFIER.with_suffix(".json").read_text())
+        meta["classes"] = ["squat", "snatch", "other"]
+        (tmp / "other.json").write_text(json.dumps(meta))
+        shutil.copy(SHIPPED_CLASSIFIER, tmp / "other.safetensors")
+        return ["--source", str(clip), "--classifier", str(tmp / "other.safetensors")], "other"
     if case == "missing-classifier":
         return ["--source", str(clip), "--classifier", str(tmp / "none.safetensors")], "none.safetensors"
     if case == "unknown-pose-model":
@@ -165,7 +175,7 @@ def test_sigint_mid_run_finalises_video_and_events(tmp_path):
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:  # wait until it is really processing
-        if ev.exists() and sum(1 for _ in ev.open()) > 20:
+        if ev.exists() and sum(1 for _ in ev.open()) > 30:
             break
         time.sleep(0.2)
     t = time.monotonic()
