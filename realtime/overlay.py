@@ -44,7 +44,10 @@ def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, min_score: float = 0
 
 
 def _text(image: np.ndarray, text: str, org: tuple[int, int], scale: float, color=(255, 255, 255), weight: int = 2):
-    cv2.putText(image, text, org, FONT, scale, (0, 0, 0), weight + 3, cv2.LINE_AA)
+    # A drop shadow at the same weight: a thicker outline would change glyph widths (OpenCV 5 maps thickness
+    # to font weight), so the two layers would not line up.
+    shadow = max(1, int(round(scale * 2)))
+    cv2.putText(image, text, (org[0] + shadow, org[1] + shadow), FONT, scale, (0, 0, 0), weight, cv2.LINE_AA)
     cv2.putText(image, text, org, FONT, scale, color, weight, cv2.LINE_AA)
 
 
@@ -77,7 +80,6 @@ def draw_overlay(
 
     # Left panel: exercise, confidence, reps.
     big, mid, small = 1.3 * unit, 0.8 * unit, 0.6 * unit
-    line = int(42 * unit)
     lines: list[tuple[str, float, tuple[int, int, int]]] = []
     status = source_status or result.status
     if status != "ok":
@@ -92,12 +94,16 @@ def draw_overlay(
         lines.append((f"rep {rep.index}: {rep.duration_s:.1f}s  ROM {rep.range_of_motion:.2f}", small, (230, 230, 230)))
     for cue in result.cues[:3]:
         lines.append((cue, small, (60, 60, 255)))
-    y = int(14 * unit)
-    panel_w = int(min(w * 0.62, 520 * unit))
-    _panel(out, 0, 0, panel_w, y + line * len(lines) + int(10 * unit))
-    for text, scale, color in lines:
-        y += line
-        _text(out, text, (int(12 * unit), y), scale, color, weight=max(1, int(round(2 * unit))))
+    weight = max(1, int(round(2 * unit)))
+    heights = [cv2.getTextSize(text, FONT, scale, weight)[0][1] for text, scale, _ in lines]
+    steps = [int(h * 1.7) + int(6 * unit) for h in heights]  # line advance from each line's own height
+    widths = [cv2.getTextSize(text, FONT, scale, weight)[0][0] for text, scale, _ in lines]
+    panel_w = min(w, max(widths, default=0) + int(30 * unit))
+    y = int(8 * unit)
+    _panel(out, 0, 0, panel_w, y + sum(steps) + int(10 * unit))
+    for (text, scale, color), step in zip(lines, steps, strict=True):
+        y += step
+        _text(out, text, (int(12 * unit), y), scale, color, weight=weight)
 
     # Bottom-right: speed and drops.
     perf = f"{fps:4.1f} fps  dropped {dropped}"
