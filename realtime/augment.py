@@ -131,6 +131,24 @@ def drop_frames(kp: np.ndarray, rng: np.random.Generator, p: float, max_run: int
     return out
 
 
+# Body parts a camera frame or an occluder often hides as a whole.
+PARTS: dict[str, tuple[int, ...]] = {
+    "arms": (7, 8, 9, 10), "legs": (13, 14, 15, 16), "lower_legs": (15, 16), "left": (5, 7, 9, 11, 13, 15),
+    "right": (6, 8, 10, 12, 14, 16), "head": (0, 1, 2, 3, 4),
+}
+
+
+def drop_part(kp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Hide one body part (arms, legs, one side, ...) for the whole sequence or a long stretch of it, so the
+    model cannot depend on any single part (legs cut off by the frame, arms behind the body, side views)."""
+    out = kp.copy()
+    joints = list(PARTS[str(rng.choice(list(PARTS)))])
+    t = len(kp)
+    start, stop = (0, t) if rng.random() < 0.5 else sorted(rng.integers(0, t + 1, 2))
+    out[start:stop, joints] = 0
+    return out
+
+
 def rescore(kp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random confidence scale/noise on seen joints (scores differ between pose engines)."""
     out = kp.copy()
@@ -155,6 +173,7 @@ class Augmenter:
     burst_p: float = 0.03
     p_frame: tuple[float, float] = (0.0, 0.02)
     p_rescore: float = 0.5
+    p_part: float = 0.15
 
     def __call__(self, kp: np.ndarray, rng: np.random.Generator, base_speed: float = 1.0) -> np.ndarray:
         """Augment one sequence; ``base_speed`` first brings it to the model's frame rate (fps / 30)."""
@@ -171,7 +190,120 @@ class Augmenter:
             out = drop_hidden(out)
         out = jitter(out, rng, rng.uniform(*self.noise), self.drift * rng.random(), size=size)
         out = drop_joints(out, rng, rng.uniform(*self.p_joint), self.burst_p)
+        if rng.random() < self.p_part:
+            out = drop_part(out, rng)
         out = drop_frames(out, rng, rng.uniform(*self.p_frame))
         if rng.random() < self.p_rescore:
             out = rescore(out, rng)
         return out
+
+
+# --- real-body edits: hold a pose, re-pose the arms ----------------------------------------------------------
+
+def hold(frame: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Repeat one (17, 3) frame ``length`` times with jitter and a slow sway: a person standing / holding still."""
+    seq = np.repeat(frame[None].astype(np.float32), length, 0)
+    size = body_size(seq[:1])
+    t = np.arange(length)
+    sway = 0.04 * size * np.sin(2 * np.pi * t / rng.uniform(45, 150) + rng.uniform(0, 6))
+    ok = _valid(seq)
+    seq[..., 0] = np.where(ok, seq[..., 0] + sway[:, None], 0)
+    return jitter(seq, rng, rng.uniform(0.005, 0.03), 0.03, size=size)
+
+
+def _body_frame(kp: np.ndarray) -> dict | None:
+    """Per-frame body axes from shoulders/hips: up (unit), torso length, half-shoulder vectors, forward vector
+    (the facing direction projected into the image; short in front views); None if the torso is not seen."""
+    ok = _valid(kp)
+    need = ok[:, [5, 6, 11, 12]].all(1)
+    if need.mean() < 0.8:
+        return None
+    sh = kp[:, [5, 6], :2].astype(np.float64)
+    mid = sh.mean(1)
+    hip = kp[:, [11, 12], :2].mean(1)
+    up = mid - hip
+    length = np.linalg.norm(up, axis=1, keepdims=True)
+    length[length < 1] = 1
+    up = up / length
+    side = np.stack([-up[:, 1], up[:, 0]], 1)  # image-plane perpendicular to the torso
+    width = np.median(np.linalg.norm(sh[need, 0] - sh[need, 1], axis=1) / length[need, 0])
+    sin_yaw = np.sqrt(np.clip(1 - (width / 0.8) ** 2, 0, 1))  # shoulder width ~0.8 torso seen from the front
+    knees = kp[:, [13, 14], :2].mean(1) - hip
+    knee_ok = ok[:, 13] & ok[:, 14]
+    facing = np.sign(np.sum((knees * side)[knee_ok])) if knee_ok.any() else 1.0
+    return {"up": up, "len": length, "half": sh - mid[:, None], "fwd": side * (facing or 1.0) * sin_yaw,
+            "sh": sh, "ok": need}
+
+
+def _place_arms(kp: np.ndarray, bf: dict, elbow: np.ndarray, wrist: np.ndarray) -> np.ndarray:
+    """Write elbows/wrists given per-side offsets in (forward, up, outward) torso units, shape (T, 2, 3)."""
+    out = kp.copy()
+    for side, (el, wr) in enumerate(((7, 9), (8, 10))):
+        half = bf["half"][:, side]
+        out_unit = half / np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-6)
+        # outward offsets (torso units) shrink with the seen shoulder width (foreshortened in side views)
+        out_len = np.linalg.norm(half, axis=1, keepdims=True) / 0.4
+        for j, off in ((el, elbow[:, side]), (wr, wrist[:, side])):
+            pos = (bf["sh"][:, side] + bf["len"] * (off[:, :1] * bf["fwd"] + off[:, 1:2] * bf["up"])
+                   + off[:, 2:3] * out_len * out_unit)
+            out[:, j, :2] = pos
+            out[:, j, 2] = np.where(bf["ok"], np.minimum(kp[:, 5 + side, 2], 1.0), 0)
+    out[~bf["ok"][:, None].repeat(17, 1) & (np.arange(17) >= 7) & (np.arange(17) <= 10)] = 0
+    return out
+
+
+def squat_arms(kp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Re-pose the arms of a squat (legs untouched): hanging, forward, goblet, on the hips, crossed or overhead.
+
+    Penn Action squats are mostly barbell back squats; people at home squat with their arms forward or on the
+    hips, and the class must be carried by the legs and hips, not by where the hands are.
+    """
+    bf = _body_frame(kp)
+    if bf is None:
+        return kp.copy()
+    t = len(kp)
+    poses = {  # (elbow, wrist) offsets in (forward, up, outward) torso units
+        "sides": ((0.0, -0.48, 0.1), (0.05, -0.93, 0.1)),
+        "forward": ((0.48, 0.0, 0.0), (0.93, 0.0, -0.1)),
+        "goblet": ((0.25, -0.45, 0.05), (0.35, -0.3, -0.3)),
+        "hips": ((-0.1, -0.45, 0.25), (0.0, -0.95, -0.1)),
+        "crossed": ((0.25, -0.25, -0.05), (0.2, -0.15, -0.55)),
+        "overhead": ((0.0, 0.45, 0.1), (0.0, 0.9, 0.15)),
+    }
+    elbow, wrist = poses[str(rng.choice(list(poses)))]
+    noise = rng.normal(0, 0.05, (2, 2, 3))
+    e = np.broadcast_to(np.array(elbow) + noise[0], (t, 2, 3))
+    w = np.broadcast_to(np.array(wrist) + noise[1], (t, 2, 3))
+    return _place_arms(kp, bf, e, w)
+
+
+def animate_arms(frame: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray | None:
+    """A real standing pose held still while the arms do a curl, front/lateral raise or overhead press
+    (gym moves that are not our classes, i.e. ``other``); None if the frame's torso is not usable."""
+    seq = hold(frame, length, rng)
+    bf = _body_frame(seq)
+    if bf is None or np.median(bf["up"][:, 1]) > -0.8:  # torso must be roughly upright (image y points down)
+        return None
+    t = np.arange(length)
+    ph = 0.5 - 0.5 * np.cos(2 * np.pi * t / rng.uniform(40, 100) + rng.uniform(0, 6))
+    move = str(rng.choice(["curl", "front_raise", "lateral_raise", "press"]))
+    z = np.zeros(length)
+    if move == "curl":
+        a = ph * rng.uniform(1.8, 2.5)
+        e = np.stack([z, z - 0.48, z + 0.03], -1)
+        w = e + 0.45 * np.stack([np.sin(a), -np.cos(a), z], -1)
+    elif move == "front_raise":
+        a = ph * rng.uniform(1.3, 1.7)
+        d = np.stack([np.sin(a), -np.cos(a), z], -1)
+        e, w = 0.48 * d, 0.93 * d
+    elif move == "lateral_raise":
+        a = 0.1 + ph * rng.uniform(1.2, 1.6)
+        d = np.stack([z, -np.cos(a), np.sin(a)], -1)
+        e, w = 0.48 * d, 0.93 * d
+    else:
+        e = np.stack([z, -0.05 + 0.5 * ph, 0.45 - 0.35 * ph], -1)
+        w = np.stack([z, 0.4 + 0.5 * ph, 0.45 - 0.3 * ph], -1)
+    alt = rng.random() < 0.3
+    e2 = np.stack([e, np.roll(e, length // 2, 0) if alt else e], 1)
+    w2 = np.stack([w, np.roll(w, length // 2, 0) if alt else w], 1)
+    return _place_arms(seq, bf, e2, w2)

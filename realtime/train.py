@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realtime import augment
 from realtime.augment import Augmenter
 from realtime.classifier import (
     FACE_JOINTS,
@@ -85,6 +87,9 @@ class TrainConfig:
     p_prefix: float = 0.3  # chance an exercise sequence starts with an ``other`` stretch
     p_suffix: float = 0.15
     p_loop: float = 0.6  # chance a short clip is looped (forward/backward) to fill a long sequence
+    other_weight: float = 2.0  # ``other`` is drawn this many times as often as each exercise (broadest class)
+    p_hold: float = 0.5  # chance an "other" prefix/suffix is the exercise's own first/last pose held still
+    p_squat_arms: float = 0.4  # chance a squat gets its arms re-posed (forward, goblet, hips, crossed, overhead)
     eval_every: int = 250
     seed: int = 0
     threads: int = 1  # torch threads for the model (more than the free cores makes it much slower)
@@ -103,27 +108,63 @@ class SequenceSampler:
         for s in samples:
             if s.label in self.by_class and len(s) > 0:
                 self.by_class[s.label].append(s)
+        self.all = [s for v in self.by_class.values() for s in v]
         self.has_other = OTHER_LABEL in self.index
         missing = [c for c, v in self.by_class.items() if not v and not (c == OTHER_LABEL and cfg.synthetic_other)]
         if missing:
             raise DataError(f"no training sequences for class(es) {', '.join(missing)}; add clips or drop the class")
         self.augmenter = Augmenter(**cfg.augment)
+        w = np.array([cfg.other_weight if c == OTHER_LABEL else 1.0 for c in classes])
+        self.class_p = w / w.sum()
         self.norm = default_normalisation()
 
     def _clip(self, s: Sample) -> np.ndarray:
-        return self.augmenter(s.keypoints, self.rng, base_speed=s.fps / MODEL_FPS)
+        out = self.augmenter(s.keypoints, self.rng, base_speed=s.fps / MODEL_FPS)
+        if s.label == "squat" and self.rng.random() < self.cfg.p_squat_arms:
+            out = augment.squat_arms(out, self.rng)
+        return out
+
+    def _real_frame(self) -> np.ndarray:
+        """A random frame (with most joints seen) of a random training sequence of any class."""
+        for _ in range(10):
+            s = self.all[self.rng.integers(len(self.all))]
+            f = s.keypoints[self.rng.integers(len(s))]
+            if (f[:, 2] > 0).sum() >= 10:
+                break
+        return f
 
     def _other(self, length: int) -> np.ndarray:
-        """An ``other`` stretch: a real idle/non-gym clip, a synthetic person or nobody at all."""
+        """An ``other`` stretch: a real idle/non-gym clip, a synthetic person, a real pose held still or with
+        the arms doing a curl/raise/press, or nobody at all."""
         rng = self.rng
         real = self.by_class.get(OTHER_LABEL, [])
         u = rng.random()
-        if real and (u < 0.45 or not self.cfg.synthetic_other):
+        if real and (u < 0.3 or not self.cfg.synthetic_other):
             seq = self._clip(real[rng.integers(len(real))])
             return self._fit(seq, length)
-        if u < 0.9 or not self.cfg.synthetic_other:
+        if not self.cfg.synthetic_other:
+            return np.zeros((length, NUM_JOINTS, 3), np.float32)
+        if u < 0.6:
             return self.augmenter(synthetic_other(rng, length), rng)
+        if u < 0.9:
+            seq = None
+            if u >= 0.72:
+                for _ in range(5):
+                    seq = augment.animate_arms(self._real_frame(), length, rng)
+                    if seq is not None:
+                        break
+            if seq is None:
+                seq = augment.hold(self._real_frame(), length, rng)
+            return self.augmenter(seq, rng)
         return np.zeros((length, NUM_JOINTS, 3), np.float32)
+
+    def _edge(self, seq: np.ndarray, length: int, first: bool) -> np.ndarray:
+        """"other" before/after an exercise: its own first/last pose held still, or any other stretch."""
+        if len(seq) and self.rng.random() < self.cfg.p_hold and self.cfg.synthetic_other:
+            frame = seq[0] if first else seq[-1]
+            if (frame[:, 2] > 0).sum() >= 8:
+                return augment.hold(frame, length, self.rng)
+        return self._other(length)
 
     def _fit(self, seq: np.ndarray, length: int) -> np.ndarray:
         """Loop (ping-pong) a clip up to ``length`` frames when allowed, then take a random crop."""
@@ -140,17 +181,18 @@ class SequenceSampler:
 
     def draw(self) -> tuple[np.ndarray, np.ndarray]:
         rng, cfg = self.rng, self.cfg
-        cls = self.classes[rng.integers(len(self.classes))]
+        cls = self.classes[rng.choice(len(self.classes), p=self.class_p)]
         length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
         if cls == OTHER_LABEL:
             segs = [(self._other(length), cls)]
         else:
             pool = self.by_class[cls]
-            segs = [(self._fit(self._clip(pool[rng.integers(len(pool))]), length), cls)]
+            main = self._fit(self._clip(pool[rng.integers(len(pool))]), length)
+            segs = [(main, cls)]
             if self.has_other and rng.random() < cfg.p_prefix:
-                segs.insert(0, (self._other(int(rng.integers(10, 91))), OTHER_LABEL))
+                segs.insert(0, (self._edge(main, int(rng.integers(10, 91)), True), OTHER_LABEL))
             if self.has_other and rng.random() < cfg.p_suffix:
-                segs.append((self._other(int(rng.integers(10, 61))), OTHER_LABEL))
+                segs.append((self._edge(main, int(rng.integers(10, 61)), False), OTHER_LABEL))
         kp = np.concatenate([s for s, _ in segs])[: cfg.max_len]
         labels = np.concatenate([np.full(len(s), self.index[c]) for s, c in segs])[: cfg.max_len]
         x = features(kp, make_normaliser(self.norm))
@@ -392,7 +434,7 @@ def plot_confusion(summary: dict, path: Path, title: str) -> None:
     names = [classes[i] for i in used]
     rows = conf.sum(1, keepdims=True)
     frac = np.divide(conf, rows, out=np.zeros(conf.shape), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(names), 0.8 + 0.55 * len(names)), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.0 + 0.62 * len(names)), max(4.0, 0.8 + 0.55 * len(names))), dpi=110)
     ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(names)):
         for j in range(len(names)):
@@ -403,7 +445,7 @@ def plot_confusion(summary: dict, path: Path, title: str) -> None:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted (clip)")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 60), fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -428,7 +470,7 @@ def plot_streaming(summaries: dict[str, dict], path: Path, title: str) -> None:
     ax.set_ylim(0, 101)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 90), fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -744,8 +786,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with _progress() as bar:
         task = bar.add_task("evaluating", total=len(samples), info="")
         results = run_eval(model, meta, samples, progress=lambda: bar.advance(task))
+    shown_path = model_path.resolve()
+    if shown_path.is_relative_to(Path.cwd()):
+        shown_path = shown_path.relative_to(Path.cwd())
     sums = write_report(results, classes, Path(args.out), args.title,
-                        {"path": str(model_path), "receptive_field": model.receptive_field, "split": args.split})
+                        {"path": str(shown_path), "receptive_field": model.receptive_field, "split": args.split})
     for name, s in sums.items():
         print(f"{name}: {json.dumps(_brief(s))}")
     print(f"report written to {args.out}/report.md")

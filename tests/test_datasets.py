@@ -60,6 +60,11 @@ def test_penn_action_mapping_and_official_split():
     labels = {s.label for s in samples}
     assert {"squat", "pushup", "clean_and_jerk", OTHER_LABEL} <= labels and "deadlift" not in labels
     assert all(np.all(s.keypoints[:, 1:5, 2] == 0) for s in samples)  # Penn has no eyes/ears
+    # unlabelled joints sit at the image corner in the .mat files; they must come out as missing
+    corner = [((s.keypoints[..., 0] <= 1.5) & (s.keypoints[..., 1] <= 1.5) & (s.keypoints[..., 2] > 0)).sum()
+              for s in samples]
+    assert sum(corner) == 0
+    assert np.mean([(s.keypoints[..., 2] == 0).mean() for s in samples]) > 0.3  # 4 face joints + unlabelled
     # Left/right: facing the camera, the person's LEFT shoulder (COCO 5) is on the image right.
     front = [s for s in samples if s.meta["view"] == "front"]
     right_side = [np.mean(s.keypoints[:, 5, 0] > s.keypoints[:, 6, 0]) > 0.5 for s in front]

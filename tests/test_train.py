@@ -23,18 +23,20 @@ _BASE = np.array([
 
 
 def _clip(kind: str, rng: np.random.Generator, t: int) -> np.ndarray:
-    """Squat-like (hips go down) or snatch-like (bar from hips to overhead with a dip) pixel keypoints."""
+    """Squat-like (hips go down) or snatch-like (bar from the shins to overhead, deep catch) pixel keypoints."""
     ph = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(t) / rng.uniform(35, 60) + rng.uniform(0, 6))
     xy = np.broadcast_to(_BASE, (t, 17, 2)).copy()
     if kind == "squat":
         xy[:, :13, 1] += 0.7 * ph[:, None]
         xy[:, 13:15, 0] *= 1 + ph[:, None]
         xy[:, 7:11, 1] -= 0.4 * ph[:, None]  # arms forward
-    else:
-        lift = ph ** 0.7
-        xy[:, 9:11, 1] = -0.07 - 2.3 * lift[:, None]
-        xy[:, 7:9, 1] = -0.5 - 1.1 * lift[:, None]
-        xy[:, :13, 1] += 0.3 * np.sin(np.pi * ph)[:, None]
+    else:  # bar from the shins to overhead, caught in a deep squat, then stand up
+        lift = np.clip(2 * ph - 0.6, 0, 1)
+        dip = 0.8 * np.sin(np.pi * ph)
+        xy[:, :13, 1] += dip[:, None]
+        xy[:, 13:15, 0] *= 1 + dip[:, None]
+        xy[:, 9:11, 1] = 0.6 + dip[:, None] - 3.0 * lift[:, None]
+        xy[:, 7:9, 1] = 0.1 + dip[:, None] - 1.6 * lift[:, None]
     size, centre = rng.uniform(60, 150), rng.uniform(150, 400, 2)
     kp = np.zeros((t, 17, 3), np.float32)
     kp[..., :2] = xy * size + centre + rng.normal(0, 0.02 * size, (t, 17, 2))
@@ -63,8 +65,8 @@ def _write_npz(root: Path, samples: list[Sample]) -> None:
 
 
 def _cfg(**kw) -> TrainConfig:
-    return TrainConfig(**{"steps": 150, "batch_size": 16, "channels": 16, "levels": 4, "max_len": 96,
-                          "eval_every": 75, "workers": 0, "threads": 1, "lr": 5e-3, **kw})
+    return TrainConfig(**{"steps": 200, "batch_size": 16, "channels": 32, "levels": 5, "max_len": 96,
+                          "eval_every": 100, "workers": 0, "threads": 1, "lr": 1e-2, **kw})
 
 
 def test_synthetic_snatch_class_reaches_high_accuracy():
@@ -74,10 +76,10 @@ def test_synthetic_snatch_class_reaches_high_accuracy():
     classes = class_order({"squat", "snatch", OTHER_LABEL})
     assert classes == ("squat", "snatch", OTHER_LABEL)
     model, hist = train_model(train, val, classes, _cfg())
-    assert hist["history"][-1]["step"] == 150
+    assert hist["history"][-1]["step"] == 200
     s = summarise(run_eval(model, {"classes": classes}, test), classes)
     assert s["clips"] == len(test) and s["clip_accuracy"] >= 0.9, s["clip_accuracy"]
-    assert s["frame_accuracy"] >= 0.8
+    assert s["frame_accuracy"] >= 0.75
 
 
 def test_untrained_model_is_not_accurate():
@@ -228,3 +230,19 @@ def test_augmentations_keep_shape_and_meaning():
         assert a.ndim == 3 and a.shape[1:] == (17, 3) and np.isfinite(a).all()
         assert 60 / 1.5 <= len(a) <= 60 / 0.65
         assert np.all(a[a[..., 2] == 0][:, :2] == 0)
+
+
+def test_real_body_edits():
+    rng = np.random.default_rng(1)
+    kp = _clip("squat", rng, 50)
+    held = augment.hold(kp[0], 40, rng)
+    assert held.shape == (40, 17, 3) and np.abs(held[:, :, :2] - kp[0, :, :2]).max() < 0.3 * augment.body_size(kp)
+    re = augment.squat_arms(kp, rng)
+    np.testing.assert_array_equal(re[:, 11:], kp[:, 11:])  # hips and legs untouched
+    assert not np.allclose(re[:, 7:11, :2], kp[:, 7:11, :2])
+    arms = augment.animate_arms(kp[0], 60, rng)
+    assert arms is not None and arms.shape == (60, 17, 3)
+    assert np.ptp(arms[:, 9:11, :2], axis=0).max() > 0.3 * augment.body_size(kp)  # the hands move
+    lying = kp[0].copy()
+    lying[:, :2] = kp[0][:, [1, 0]]  # swap x and y: the torso is horizontal
+    assert augment.animate_arms(lying, 30, rng) is None
