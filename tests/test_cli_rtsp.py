@@ -45,7 +45,7 @@ def test_analyzer_survives_rtsp_server_restart(tmp_path):
     reason = _server_unavailable()
     if reason:
         pytest.skip(reason)
-    clip = shared_file("workouttracker_reps/videos/squats/squat_24.mp4")
+    clip = shared_file("workouttracker_reps/videos/squats/squat_18.mp4")
     port = _free_port()
     server = Server(clip, port)
     server.start()
@@ -72,6 +72,9 @@ def test_analyzer_survives_rtsp_server_restart(tmp_path):
         assert _wait_for(lambda: sum(e.get("type") == "frame" and e["frame"] > last_index_before
                                      for e in _events(ev)) > 60, 60), "frames did not resume"
         assert app.poll() is None, "the analyzer exited"
+        # The looping squat clip keeps being counted after the reconnect (slow machines drop more frames).
+        assert _wait_for(lambda: max((e["reps"] for e in _events(ev) if e.get("type") == "frame"), default=0)
+                         > reps_before, 120), "no rep counted after the reconnect"
     finally:
         if app.poll() is None:
             app.send_signal(signal.SIGINT)
@@ -86,7 +89,6 @@ def test_analyzer_survives_rtsp_server_restart(tmp_path):
     indices = [e["frame"] for e in frames]
     assert indices == sorted(indices)  # one increasing index across the reconnect
     reps = [e["reps"] for e in frames]
-    assert reps == sorted(reps) and reps[-1] >= reps_before  # the count carries on, never resets
-    assert reps[-1] >= 1  # squats were counted from the looping clip
+    assert reps == sorted(reps) and reps[-1] > reps_before  # the count carries on from where it was
     everything = ev.read_text() + err
     assert PASSWORD not in everything and f"{USER}:" not in everything
