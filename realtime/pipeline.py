@@ -216,9 +216,7 @@ class Pipeline:
             self.events.frame(result)
         if self.video is not None:
             self.video.write(image)
-        if self.screen is not None and not self.screen.show(image):
-            self._stopped_by = "user"
-            self.stop_event.set()
+        self._show(image)
         self.stats.add("sinks", (time.perf_counter() - t) * 1000)
         self.stats.frame_done(result.frame.t)
         self._last_result = result
@@ -258,22 +256,24 @@ class Pipeline:
             status=status,
         )
 
-    def _show_waiting(self) -> None:
-        """Keep the window alive (and say why nothing moves) while the source reconnects."""
-        if self.screen is None:
-            return
-        if self.source.state == "reconnecting" and self._last_overlay is not None:
-            import cv2
-
-            image = self._last_overlay.copy()
-            cv2.putText(image, "RECONNECTING...", (20, image.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.5,
-                        (0, 200, 255), 3, cv2.LINE_AA)
-            if not self.screen.show(image):
-                self._stopped_by = "user"
-                self.stop_event.set()
-        elif self._last_overlay is not None and not self.screen.show(self._last_overlay):
+    def _show(self, image: np.ndarray) -> None:
+        """Show a frame; the user closing the window (q, Esc) stops the run."""
+        if self.screen is not None and not self.screen.show(image):
             self._stopped_by = "user"
             self.stop_event.set()
+
+    def _show_waiting(self) -> None:
+        """Keep the window alive (and say why nothing moves) while the source reconnects."""
+        if self.screen is None or self._last_overlay is None:
+            return
+        image = self._last_overlay
+        if self.source.state == "reconnecting":
+            import cv2
+
+            image = image.copy()
+            cv2.putText(image, "RECONNECTING...", (20, image.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.5,
+                        (0, 200, 255), 3, cv2.LINE_AA)
+        self._show(image)
 
     def run(self) -> RunOutcome:
         start = time.monotonic()

@@ -192,6 +192,16 @@ class TorchBackend:
             return self._run(x)[:n].float().numpy()
         if n > self.max_batch:  # larger than the buffers: split, keeps the no-allocation path for normal sizes
             return np.concatenate([self.infer(batch[i : i + self.max_batch]) for i in range(0, n, self.max_batch)])
+        self.enqueue(batch)
+        self.stream.synchronize()
+        return self._host_out[:n].numpy().copy()
+
+    def enqueue(self, batch: np.ndarray) -> int:
+        """CUDA: copy ``batch`` in, run it and queue the copy out on this backend's stream, without waiting.
+
+        The heatmaps are in ``_host_out[:n]`` once ``stream.synchronize()`` returns; returns n.
+        """
+        n = len(batch)
         self._host_in.numpy()[:n] = batch
         with torch.cuda.stream(self.stream):
             # Padded rows (up to the bucket) keep whatever finite crops were there before; their outputs are dropped.
@@ -199,8 +209,7 @@ class TorchBackend:
         out = self.infer_device(n)
         with torch.cuda.stream(self.stream):
             self._host_out[:n].copy_(out, non_blocking=True)
-        self.stream.synchronize()
-        return self._host_out[:n].numpy().copy()
+        return n
 
     @torch.inference_mode()
     def infer_frame(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -270,14 +279,7 @@ class MultiStreamRunner:
                 if be.device.type == "cpu":
                     results[i] = be.infer(batch)
                     continue
-                n = len(batch)
-                be._host_in.numpy()[:n] = batch
-                with torch.cuda.stream(be.stream):
-                    be._dev_in[:n].copy_(be._host_in[:n], non_blocking=True)
-                out = be.infer_device(n)
-                with torch.cuda.stream(be.stream):
-                    be._host_out[:n].copy_(out, non_blocking=True)
-                pending.append((i, n, be))
+                pending.append((i, be.enqueue(np.asarray(batch, dtype=np.float32)), be))
             for i, n, be in pending:
                 be.stream.synchronize()
                 results[i] = be._host_out[:n].numpy().copy()
