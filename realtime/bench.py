@@ -78,25 +78,13 @@ def load_frames(source: str | None, count: int) -> tuple[list[np.ndarray], float
     return frames, cap.fps, f"{cap.source_id} ({w}x{h}, {len(frames)} frames)"
 
 
-def _components(args: argparse.Namespace, pose_model: str, backend: str):
-    from realtime.classifier import StreamingClassifier
-    from realtime.pose import create_pose_estimator
-    from realtime.reps import RepAnalyzer
-    from realtime.smoothing import KeypointSmoother
-
-    estimator, reason = create_pose_estimator(pose_model, backend, args.weights, args.precision, args.pick,
-                                              args.rebuild)
-    classifier = StreamingClassifier.load(args.classifier)
-    reps = RepAnalyzer(strictness=args.strictness, exercise=args.exercise)
-    return estimator, reason, classifier, reps, KeypointSmoother()
-
-
 def bench_engine(args: argparse.Namespace, pose_model: str, backend: str, frames: list[np.ndarray],
                  fps: float) -> dict[str, Any]:
+    from realtime.cli import build_components
     from realtime.pipeline import Analyzer, Pipeline
     from realtime.synthetic import SyntheticSource
 
-    estimator, reason, classifier, reps, smoother = _components(args, pose_model, backend)
+    estimator, reason, classifier, reps, smoother = build_components(args, pose_model, backend, fps)
     for image in frames[:5]:  # warm-up (allocations, lazy init, caches)
         estimator.estimate(image)
     estimator.reset()

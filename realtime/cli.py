@@ -115,15 +115,26 @@ def _install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def build_components(args: argparse.Namespace, pose_model: str, backend: str, fps: float = 30.0):
+    """The analysis stages the options ask for: (pose estimator, why it was chosen, classifier, reps, smoother)."""
+    from realtime.classifier import StreamingClassifier
+    from realtime.pose import create_pose_estimator
+    from realtime.reps import RepAnalyzer
+    from realtime.smoothing import KeypointSmoother
+
+    estimator, reason = create_pose_estimator(pose_model, backend, args.weights, args.precision, args.pick,
+                                              args.rebuild)
+    classifier = StreamingClassifier.load(args.classifier)
+    reps = RepAnalyzer(strictness=args.strictness, config_path=args.form_config, exercise=args.exercise, fps=fps)
+    smoother = None if args.no_smooth else KeypointSmoother()
+    return estimator, reason, classifier, reps, smoother
+
+
 def run_live(args: argparse.Namespace) -> int:
     """Open the source, build the models, run the pipeline, finalise every sink. Returns the exit code."""
     from realtime.capture import Capture, redact
-    from realtime.classifier import StreamingClassifier
     from realtime.pipeline import Analyzer, Pipeline, summary_record
-    from realtime.pose import create_pose_estimator
-    from realtime.reps import RepAnalyzer
     from realtime.sinks import EventLogSink, ScreenSink, VideoFileSink, display_available
-    from realtime.smoothing import KeypointSmoother
 
     stop = threading.Event()
     _install_stop_signals(stop)
@@ -135,13 +146,9 @@ def run_live(args: argparse.Namespace) -> int:
     try:
         if args.weights == "random":
             raise RealtimeError("--weights random is for --bench speed runs only; pass real ViTPose weights")
-        estimator, reason = create_pose_estimator(args.pose_model, args.backend, args.weights, args.precision,
-                                                  args.pick, args.rebuild)
+        estimator, reason, classifier, reps, smoother = build_components(args, args.pose_model, args.backend,
+                                                                         capture.fps)
         log.warning("pose: %s (%s)", estimator.name, reason)
-        classifier = StreamingClassifier.load(args.classifier)
-        reps = RepAnalyzer(strictness=args.strictness, config_path=args.form_config, exercise=args.exercise,
-                           fps=capture.fps)
-        smoother = None if args.no_smooth else KeypointSmoother()
         analyzer = Analyzer(estimator, classifier, reps, smoother)
 
         headless = args.headless
