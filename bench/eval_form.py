@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from realtime.datasets import KINECT_TO_COCO, kinect_forward_kinematics  # noqa: E402
 from realtime.form import load_config  # noqa: E402
 from realtime.reps import RepAnalyzer  # noqa: E402
 from realtime.types import RepEvent  # noqa: E402
@@ -225,48 +226,11 @@ def eval_pushup(data: Path, strictness: str) -> dict:
 
 # ----------------------------------------------------------------------------------------------- UI-PRMD
 
-# UI-PRMD Kinect joint order: 0 waist, 1 spine, 2 chest, 3 neck, 4 head, 5 head tip, 6-9 left collar/upper arm/
-# forearm/hand, 10-13 right, 14-17 left upper leg/lower leg/foot/toes, 18-21 right.
-_CHAINS = ((0, 1, 2, 3, 4, 5), (2, 6, 7, 8, 9), (2, 10, 11, 12, 13), (0, 14, 15, 16, 17), (0, 18, 19, 20, 21))
-# COCO-17 <- Kinect joint (None = not available): nose <- head; shoulders <- upper arm joints; ...
-_KINECT_TO_COCO = (4, None, None, None, None, 7, 11, 8, 12, 9, 13, 14, 18, 15, 19, 16, 20)
-
-
-def _euler(deg: np.ndarray) -> np.ndarray:
-    """Columns (x, y, z) in degrees -> Rz @ Rx @ Ry."""
-    x, y, z = np.radians(deg)
-    rx = np.array([[1, 0, 0], [0, math.cos(x), -math.sin(x)], [0, math.sin(x), math.cos(x)]])
-    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    rz = np.array([[math.cos(z), -math.sin(z), 0], [math.sin(z), math.cos(z), 0], [0, 0, 1]])
-    return rz @ rx @ ry
-
-
-def kinect_forward_kinematics(pos: np.ndarray, ang: np.ndarray) -> np.ndarray:
-    """(T, 66) parent-relative positions + (T, 66) Euler angles -> (T, 22, 3) absolute joints (cm, y up).
-
-    joint = R(parent) @ offset + parent, with R(j) = E(j) @ R(parent(j)), E = Rz Rx Ry of the joint's angles.
-    The dataset does not state its convention and its reference visualisation leaves the feet floating; this one was
-    chosen among the 48 Euler-order / composition variants because it keeps the feet on the floor (smallest
-    ankle and foot height spread over a correct and an incorrect rep), and the skeletons were drawn and checked.
-    """
-    out = np.zeros((len(pos), 22, 3))
-    for t in range(len(pos)):
-        p, a = pos[t].reshape(22, 3), ang[t].reshape(22, 3)
-        out[t, 0] = p[0]
-        rot = {0: _euler(a[0])}
-        for chain in _CHAINS:
-            for k in range(1, len(chain)):
-                parent, joint = chain[k - 1], chain[k]
-                out[t, joint] = rot[parent] @ p[joint] + out[t, parent]
-                rot[joint] = _euler(a[joint]) @ rot[parent]
-    return out
-
-
 def project(joints: np.ndarray, view: str, px_per_cm: float = 4.0) -> np.ndarray:
     """(T, 22, 3) -> (T, 17, 3) COCO keypoints of an orthographic side (z, y) or front (x, y) view."""
     horiz = joints[..., 2] if view == "side" else joints[..., 0]
     kp = np.zeros((len(joints), 17, 3), np.float32)
-    for c, k in enumerate(_KINECT_TO_COCO):
+    for c, k in enumerate(KINECT_TO_COCO):
         if k is None:
             continue
         kp[:, c, 0] = 640 + horiz[:, k] * px_per_cm * (1 if view == "front" else -1)

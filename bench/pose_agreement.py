@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from realtime.datasets import undo_square_letterbox  # noqa: E402
 from realtime.types import COCO17_NAMES  # noqa: E402
 
 THRESHOLDS = (0.05, 0.10)
@@ -57,17 +58,6 @@ def deadlift_cases(data: Path) -> list[tuple[str, Path, np.ndarray]]:
             ref = pd.read_csv(csv).iloc[:, 1:].to_numpy(float).reshape(-1, 17, 2)
             cases.append((f"deadlift/{video.stem}", video, ref))
     return cases
-
-
-def undo_square_letterbox(xy: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Pushfit's MoveNet pixels are off on the frame's short axis: they are coordinates normalised on the frame padded
-    to a square, multiplied by the short side (a fit of ours vs theirs on the 8 matched 1920x1080 clips gave
-    y_ref = 0.56..0.60 * y + 204..230, i.e. 1080/1920 * y + 420 * 1080/1920 = 0.5625 * y + 236). Undo that."""
-    out = xy.copy()
-    long_side, short_side = max(width, height), min(width, height)
-    axis = 1 if width >= height else 0
-    out[..., axis] = out[..., axis] * long_side / short_side - (long_side - short_side) / 2
-    return out
 
 
 def pushup_cases(

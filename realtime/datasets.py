@@ -159,13 +159,32 @@ def _union_groups(n: int, links: list[tuple[int, int]]) -> list[int]:
     return [find(i) for i in range(n)]
 
 
+def _is_number(text: str) -> bool:
+    try:
+        return np.isfinite(float(text)) and float(text) > 0
+    except ValueError:
+        return False
+
+
+def undo_square_letterbox(xy: np.ndarray, width: float, height: float) -> np.ndarray:
+    """PushFit's MoveNet pixels are squashed on the frame's short axis: they are coordinates normalised on the frame
+    padded to a square, multiplied by the short side (a fit against our pose engine on the 8 matched 1920x1080 clips
+    gave y_stored = 0.56..0.60 * y + 204..230, i.e. 1080/1920 * y + 420 * 1080/1920 = 0.5625 * y + 236). Undo that."""
+    out = np.array(xy, dtype=np.float32, copy=True)
+    long_side, short_side = max(width, height), min(width, height)
+    axis = 1 if width >= height else 0
+    out[..., axis] = out[..., axis] * long_side / short_side - (long_side - short_side) / 2
+    return out
+
+
 def read_pushfit(root: str | Path, duplicate_threshold: float = 0.025) -> list[Sample]:
     """PushFit MoveNet COCO-17 push-ups. Groups = source runs, merged with near-duplicate copies.
 
     The clips are numbered in source order; consecutive clips of the same label, resolution and fps come from
     the same source video/uploader (their motion signatures are each other's nearest neighbours), so such a
     run is one group. Mirrored / rescaled near-duplicates anywhere in the set (signature distance below
-    ``duplicate_threshold``) are merged into the same group.
+    ``duplicate_threshold``) are merged into the same group. The stored short-axis squash is undone where
+    ``labels.csv`` gives the frame size (``undo_square_letterbox``).
     """
     root = Path(root)
     npz = root / "pushup_movenet_coco17.npz"
@@ -184,8 +203,11 @@ def read_pushfit(root: str | Path, duplicate_threshold: float = 0.025) -> list[S
             meta = {r["name"]: (r["label"], r["width"], r["height"], r["fps"]) for r in csv.DictReader(f)}
     off = np.r_[0, np.cumsum(lengths)]
     clips = [np.ascontiguousarray(kps[off[i]:off[i + 1]], np.float32) for i in range(len(names))]
-    for c in clips:
+    for name, c in zip(names, clips, strict=True):
         bad = ~np.isfinite(c).all(-1)
+        size = meta.get(str(name), ())[1:3]
+        if len(size) == 2 and all(_is_number(v) for v in size):
+            c[..., :2] = undo_square_letterbox(c[..., :2], float(size[0]), float(size[1]))
         c[bad] = 0
     keys = [meta.get(str(n), (str(f),)) for n, f in zip(names, forms, strict=True)]
     links = [(i, i - 1) for i in range(1, len(clips)) if keys[i] == keys[i - 1]]
@@ -290,12 +312,117 @@ def read_npz_folder(root: str | Path) -> list[Sample]:
     return out
 
 
+# --- UI-PRMD deep squats (Kinect v2, one rep per file, joints stored parent-relative) -------------------
+# Kinect joint order: 0 waist, 1 spine, 2 chest, 3 neck, 4 head, 5 head tip, 6-9 left collar/upper arm/forearm/
+# hand, 10-13 right, 14-17 left upper leg/lower leg/foot/toes, 18-21 right.
+KINECT_CHAINS = ((0, 1, 2, 3, 4, 5), (2, 6, 7, 8, 9), (2, 10, 11, 12, 13), (0, 14, 15, 16, 17), (0, 18, 19, 20, 21))
+# COCO-17 <- Kinect joint (None = no such joint): nose <- head; shoulders <- upper arm joints; ...
+KINECT_TO_COCO = (4, None, None, None, None, 7, 11, 8, 12, 9, 13, 14, 18, 15, 19, 16, 20)
+
+
+def _euler(deg: np.ndarray) -> np.ndarray:
+    """Columns (x, y, z) in degrees -> Rz @ Rx @ Ry."""
+    x, y, z = np.radians(deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(x), -np.sin(x)], [0, np.sin(x), np.cos(x)]])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rz = np.array([[np.cos(z), -np.sin(z), 0], [np.sin(z), np.cos(z), 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def kinect_forward_kinematics(pos: np.ndarray, ang: np.ndarray) -> np.ndarray:
+    """(T, 66) parent-relative positions + (T, 66) Euler angles -> (T, 22, 3) absolute joints (cm, y up).
+
+    joint = R(parent) @ offset + parent, with R(j) = E(j) @ R(parent(j)), E = Rz Rx Ry of the joint's angles.
+    The data set does not state its convention and its reference visualisation leaves the feet floating; this one
+    was chosen among the 48 Euler-order / composition variants because it keeps the feet on the floor (smallest
+    ankle and foot height spread over a correct and an incorrect rep), and the skeletons were drawn and checked.
+    """
+    out = np.zeros((len(pos), 22, 3))
+    for t in range(len(pos)):
+        p, a = pos[t].reshape(22, 3), ang[t].reshape(22, 3)
+        out[t, 0] = p[0]
+        rot = {0: _euler(a[0])}
+        for chain in KINECT_CHAINS:
+            for k in range(1, len(chain)):
+                parent, joint = chain[k - 1], chain[k]
+                out[t, joint] = rot[parent] @ p[joint] + out[t, parent]
+                rot[joint] = _euler(a[joint]) @ rot[parent]
+    return out
+
+
+def project_kinect(joints: np.ndarray, yaw_deg: float, pitch_deg: float = 0.0, px_per_cm: float = 4.0
+                   ) -> np.ndarray:
+    """(T, 22, 3) Kinect joints (cm, y up) -> (T, 17, 3) COCO-17 pixels seen by an orthographic camera.
+
+    ``yaw_deg`` turns the camera about the vertical axis (0 = the Kinect's own front view, 90 = side view),
+    ``pitch_deg`` looks down from above (positive) or up. The nose is put 9 cm in front of the head joint along
+    the direction the feet point (Kinect has no face points); eyes and ears stay missing (the classifier zeroes them).
+    """
+    j = joints - joints[:, :1].mean(0, keepdims=True)
+    feet = (j[:, 17] - j[:, 16] + j[:, 21] - j[:, 20]).mean(0)
+    facing = np.array([feet[0], 0.0, feet[2]])
+    facing /= np.linalg.norm(facing) + 1e-9
+    yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)
+    ry = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
+    cam = j @ (rx @ ry).T
+    nose = (j[:, 4] + 9.0 * facing) @ (rx @ ry).T
+    kp = np.zeros((len(j), NUM_JOINTS, 3), np.float32)
+    for c, k in enumerate(KINECT_TO_COCO):
+        if k is None:
+            continue
+        src = nose if c == 0 else cam[:, k]
+        kp[:, c, 0] = 640 + src[:, 0] * px_per_cm
+        kp[:, c, 1] = 600 - src[:, 1] * px_per_cm
+        kp[:, c, 2] = 1.0
+    return kp
+
+
+def read_ui_prmd(root: str | Path, views_per_rep: int = 3, seed: int = 0) -> list[Sample]:
+    """UI-PRMD deep squats (correct and incorrect reps, 10 subjects) -> ``squat`` samples seen from random views.
+
+    Each one-rep Kinect file is rebuilt by forward kinematics and projected ``views_per_rep`` times, with camera
+    yaw uniform in [-90, 90] degrees and pitch in [-10, 25] degrees (seeded: the same samples on every run).
+    These are bodyweight squats (arms free), which Penn Action's mostly barbell squats lack. Group = subject.
+    """
+    import gzip
+
+    root = Path(root)
+    index = root / "index.csv"
+    _require(index, "UI-PRMD index.csv")
+    with open(index, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["quantity"] == "positions"]
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in rows:
+        pos_file = root / r["file"]
+        ang_file = root / r["file"].replace("/positions/", "/angles/").replace("_positions", "_angles")
+        try:
+            pos = np.loadtxt(gzip.open(pos_file), delimiter=",", ndmin=2)
+            ang = np.loadtxt(gzip.open(ang_file), delimiter=",", ndmin=2)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"cannot read UI-PRMD {pos_file.name}: {exc}") from None
+        if pos.shape != ang.shape or pos.shape[1] != 66:
+            raise DataError(f"UI-PRMD {pos_file.name}: positions {pos.shape} / angles {ang.shape}, expected (T, 66)")
+        joints = kinect_forward_kinematics(pos, ang)
+        stem = pos_file.name.split(".")[0]
+        for v in range(views_per_rep):
+            yaw, pitch = float(rng.uniform(-90, 90)), float(rng.uniform(-10, 25))
+            out.append(Sample(id=f"uiprmd/{stem}/v{v}", label="squat", keypoints=project_kinect(joints, yaw, pitch),
+                              group=f"uiprmd/s{int(r['subject']):02d}", source="uiprmd", fps=30.0,
+                              meta={"form": r["form"], "yaw": round(yaw, 1), "pitch": round(pitch, 1)}))
+    if not out:
+        raise DataError(f"no UI-PRMD position files listed in {index}")
+    return out
+
+
 DATASETS: dict[str, DatasetKind] = {
     "penn": DatasetKind(read_penn_action, "Penn Action: no licence stated, research use, cite ICCV'13", True),
     "deadlift": DatasetKind(read_deadlift, "BichraiX deadlift: no licence, third-party footage, internal use; "
                             "data never shipped", True),
     "pushfit": DatasetKind(read_pushfit, "PushFit: no licence (Kaggle sources, one CC BY-NC-SA 4.0), internal use; "
                            "data never shipped", True),
+    "uiprmd": DatasetKind(read_ui_prmd, "UI-PRMD: Open Data Commons PDDL 1.0 (data paper), cite Vakanski et al. 2018", True),
     "posetrainer": DatasetKind(read_pose_trainer, "Pose Trainer: GPL-3.0, evaluation only", False),
     "npz": DatasetKind(read_npz_folder, "your own clips (extract output or the study's npz format)", True),
 }

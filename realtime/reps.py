@@ -295,6 +295,7 @@ class RepAnalyzer:
         self._current: str | None = self.fixed_exercise
         self._counts: Counter[str] = Counter()
         self._pending: deque[tuple[str, _Finished]] = deque(maxlen=64)
+        self._votes: Counter[str] = Counter()  # classifier label per frame with a person (whole-file decision)
         self._cand: str | None = None
         self._cand_since = 0.0
         # confidences of the current label run, last ~label_stable_s only (bounded for long sessions)
@@ -327,6 +328,8 @@ class RepAnalyzer:
         self._hist.append(_HistEntry(frame_index, t, xy, scale, view))
 
         new_events: list[RepEvent] = []
+        if xy is not None and label is not None:
+            self._votes[label if label in EXERCISES else OTHER_LABEL] += 1
         switched_to = self._follow_label(t, label, confidence)
         if switched_to:
             new_events += self._adopt_pending(switched_to)
@@ -361,14 +364,50 @@ class RepAnalyzer:
         return RepUpdate(self._current, self._counts[self._current] if self._current else 0,
                          new_events[-1] if new_events else None, phase, signal, self._cues)
 
+    WHOLE_FILE_MIN_SHARE = 1 / 3  # share of the frames with a person the file's exercise must have been named in
+
+    def file_exercise(self) -> str | None:
+        """The exercise the classifier named most often over the whole stream (frames with a person), if it was
+        named in at least a third of them and more often than ``other``; None otherwise or with ``--exercise``."""
+        if self.fixed_exercise:
+            return None
+        total = sum(self._votes.values())
+        named = [(n, ex) for ex, n in self._votes.items() if ex in self._counters]
+        if not total or not named:
+            return None
+        n, ex = max(named)
+        if n < self.WHOLE_FILE_MIN_SHARE * total or n <= self._votes[OTHER_LABEL]:
+            return None
+        return ex
+
     def finish(self) -> list[RepEvent]:
-        """End of a file: count the current exercise's rep in progress if it is past its turn and half-way back."""
+        """End of a file: count the current exercise's rep in progress if it is past its turn and half-way back.
+
+        A file can be judged as a whole: when the classifier named one exercise for most of it (``file_exercise``)
+        and live following credited that exercise late or never (short clips: the label settles after the first
+        rep), its reps counted in the background before the label settled are credited now. Nothing is changed
+        when another exercise was counted live (a file with two exercises keeps its live counts)."""
+        events: list[RepEvent] = []
+        whole = self.file_exercise()
+        if whole is not None and whole != self._current and self._counts[self._current] == 0:
+            self._current = whole
+        if whole is not None and whole == self._current:
+            counted = {(r.start_frame, r.end_frame) for r in self.reps if r.exercise == whole}
+            late = [fin for name, fin in self._pending
+                    if name == whole and (fin.start_frame, fin.end_frame) not in counted]
+            self._pending = deque(((n, f) for n, f in self._pending if n != whole), maxlen=self._pending.maxlen)
+            for fin in sorted(late, key=lambda f: f.end_frame):
+                ev = self._emit(whole, fin)
+                if ev is not None:
+                    events.append(ev)
+            if late:
+                log.info("end of file: %d %s rep(s) from before the label settled credited", len(late), whole)
         cur = self._counters.get(self._current) if self._current else None
         if cur is None:
-            return []
+            return events
         fin = cur.flush(self._last_frame, self._last_t)
         ev = self._emit(self._current, fin) if fin is not None else None
-        return [ev] if ev is not None else []
+        return events + ([ev] if ev is not None else [])
 
     def summary(self) -> dict:
         """Per exercise: reps, partial reps, mean measures, fault counts (over the whole session)."""
@@ -418,7 +457,8 @@ class RepAnalyzer:
         return None
 
     def _adopt_pending(self, ex: str) -> list[RepEvent]:
-        """Credit reps of ``ex`` that finished while the classifier was already saying ``ex``."""
+        """Credit reps of ``ex`` that finished while the classifier was already saying ``ex`` (earlier ones stay
+        pending: ``finish`` may credit them when the whole file turns out to be ``ex``)."""
         events = []
         keep: deque[tuple[str, _Finished]] = deque(maxlen=self._pending.maxlen)
         for name, fin in self._pending:
@@ -426,7 +466,7 @@ class RepAnalyzer:
                 ev = self._emit(ex, fin)
                 if ev is not None:
                     events.append(ev)
-            elif name != ex:
+            else:
                 keep.append((name, fin))
         self._pending = keep
         return events

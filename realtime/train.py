@@ -98,7 +98,7 @@ class TrainConfig:
 
 
 class SequenceSampler:
-    """Draws augmented, normalised training sequences with per-frame labels (class-balanced)."""
+    """Draws augmented, normalised training sequences with per-frame labels (class- and source-balanced)."""
 
     def __init__(self, samples: list[Sample], classes: tuple[str, ...], cfg: TrainConfig,
                  rng: np.random.Generator) -> None:
@@ -109,6 +109,14 @@ class SequenceSampler:
             if s.label in self.by_class and len(s) > 0:
                 self.by_class[s.label].append(s)
         self.all = [s for v in self.by_class.values() for s in v]
+        # Within a class every data set gets the same share, so a big single-style source (e.g. UI-PRMD's
+        # rehab squats, many views per rep) cannot crowd out the others (Penn's barbell squats).
+        self.pick_p: dict[str, np.ndarray] = {}
+        for c, pool in self.by_class.items():
+            sources = [s.source for s in pool]
+            counts = {src: sources.count(src) for src in set(sources)}
+            w = np.array([1.0 / counts[src] for src in sources])
+            self.pick_p[c] = w / w.sum() if len(w) else w
         self.has_other = OTHER_LABEL in self.index
         missing = [c for c, v in self.by_class.items() if not v and not (c == OTHER_LABEL and cfg.synthetic_other)]
         if missing:
@@ -187,7 +195,7 @@ class SequenceSampler:
             segs = [(self._other(length), cls)]
         else:
             pool = self.by_class[cls]
-            main = self._fit(self._clip(pool[rng.integers(len(pool))]), length)
+            main = self._fit(self._clip(pool[rng.choice(len(pool), p=self.pick_p[cls])]), length)
             segs = [(main, cls)]
             if self.has_other and rng.random() < cfg.p_prefix:
                 segs.insert(0, (self._edge(main, int(rng.integers(10, 91)), True), OTHER_LABEL))

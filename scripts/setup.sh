@@ -12,8 +12,8 @@ SUDO=""
 apt_pkgs="ffmpeg libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 libxcb1 libfontconfig1"
 if [ "$dev" = 1 ]; then
   # Xvfb + a screenshot tool for the on-screen window test; GStreamer's RTSP server (driven from Debian's
-  # python3-gi) for the RTSP reconnect tests.
-  apt_pkgs="$apt_pkgs xvfb python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
+  # python3-gi) for the RTSP reconnect tests; a C compiler for the TensorRT API stubs (scripts/tensorrt_api_stubs.sh).
+  apt_pkgs="$apt_pkgs gcc libc6-dev xvfb python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
     gstreamer1.0-plugins-base \
     gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav"
 fi
@@ -35,6 +35,9 @@ py=${PYTHON:-python3}
 $py -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
   $py -m pip install -q -e ".[dev]"
+  # The real TensorRT Python bindings over stub libraries, for tests/test_tensorrt_real_api.py (no GPU needed).
+  # Optional: without them that test skips and says how to get them.
+  PYTHON=$py bash scripts/tensorrt_api_stubs.sh || echo "warning: TensorRT API stubs not prepared; tests/test_tensorrt_real_api.py will skip" >&2
 else
   $py -m pip install -q -e .
 fi

@@ -16,8 +16,10 @@ from realtime.datasets import (
     read_penn_action,
     read_pose_trainer,
     read_pushfit,
+    read_ui_prmd,
     split_samples,
     synthetic_other,
+    undo_square_letterbox,
 )
 from realtime.errors import DataError
 from realtime.types import OTHER_LABEL
@@ -94,6 +96,60 @@ def test_pushfit_groups_keep_source_runs_together():
     split = split_samples(samples, seed=0)
     _no_leak(samples, split)
     assert split["train"] and split["test"]
+
+
+def test_undo_square_letterbox_inverts_the_stored_squash():
+    true_xy = np.array([[[100.0, 0.0], [1800.0, 1080.0], [960.0, 540.0]]])
+    stored = true_xy.copy()
+    stored[..., 1] = 0.5625 * true_xy[..., 1] + 236.25  # what the PushFit file holds for 1920x1080
+    np.testing.assert_allclose(undo_square_letterbox(stored, 1920, 1080), true_xy, atol=1e-3)
+    portrait = true_xy[..., ::-1].copy()
+    stored_p = portrait.copy()
+    stored_p[..., 0] = 0.5625 * portrait[..., 0] + 236.25  # portrait: the squash is on x
+    np.testing.assert_allclose(undo_square_letterbox(stored_p, 1080, 1920), portrait, atol=1e-3)
+
+
+def test_pushfit_reader_unsquashes_known_frame_sizes():
+    root = _need("pushup_form_pushfit")
+    with open(root / "labels.csv", newline="") as f:
+        size = {r["name"]: (float(r["width"]), float(r["height"])) for r in csv.DictReader(f) if r["width"]}
+    raw = np.load(root / "pushup_movenet_coco17.npz")
+    off = np.r_[0, np.cumsum(raw["lengths"])]
+    samples = read_pushfit(root)
+    checked = 0
+    for i, s in enumerate(samples):
+        name = s.id.split("/", 1)[1]
+        w, h = size.get(name, (0, 0))
+        if w <= h:
+            continue
+        stored = raw["keypoints"][off[i]:off[i + 1], :, 1]
+        seen = s.keypoints[..., 2] > 0
+        expect = stored * w / h - (w - h) / 2
+        np.testing.assert_allclose(s.keypoints[..., 1][seen], expect[seen], rtol=1e-4, atol=1e-2)
+        checked += 1
+    assert checked > 200
+
+
+def test_ui_prmd_squats_from_several_views():
+    samples = read_ui_prmd(_need("ui_prmd_deep_squat"), views_per_rep=2)
+    assert len(samples) == 400 and {s.label for s in samples} == {"squat"}
+    _check_shapes(samples[::40])
+    assert len({s.group for s in samples}) == 10  # one group per subject
+    again = read_ui_prmd(DATA / "ui_prmd_deep_squat", views_per_rep=2)
+    np.testing.assert_array_equal(samples[7].keypoints, again[7].keypoints)  # seeded views
+    yaws = [s.meta["yaw"] for s in samples]
+    assert min(yaws) < -45 and max(yaws) > 45
+    for s in samples[::25]:
+        kp = s.keypoints
+        assert (kp[:, 1:5, 2] == 0).all() and (kp[:, [0, *range(5, 17)], 2] == 1).all()
+        # upright person: head above hips above ankles (image y grows downwards); Kinect loses a leg now and then
+        hips = kp[:, [11, 12], 1].mean(1)
+        assert (kp[:, 0, 1] < hips).all() and (hips < kp[:, [15, 16], 1].mean(1)).mean() > 0.9
+        # a squat: the hips drop by a good share of the leg length during the rep
+        leg = np.median(kp[:, [15, 16], 1].mean(1) - hips[:])
+        assert hips.max() - hips.min() > 0.3 * leg
+    split = split_samples(samples, seed=0)
+    _no_leak(samples, split)
 
 
 def test_pose_trainer_is_other_and_evaluation_only():

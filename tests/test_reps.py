@@ -328,6 +328,44 @@ def test_low_confidence_labels_do_not_switch():
     assert ups[-1].exercise is None and ups[-1].count == 0
 
 
+def test_end_of_file_credits_reps_from_before_the_label_settled():
+    frames = stream(squat_pose, reps_plan(4))  # reps end at about 2.6, 5.0, 7.4 and 9.8 s
+    ra = RepAnalyzer(fps=FPS)
+    ups = []
+    for i, (t, kp) in enumerate(frames):
+        label = "clean_and_jerk" if t < 3.0 else "squat"  # a short clip: the label settles after the first rep
+        ups.append(ra.update(i, t, kp, label, 0.9))
+    assert ups[-1].exercise == "squat" and ups[-1].count == 3  # live: the first rep was missed
+    assert ra.file_exercise() == "squat"
+    late = ra.finish()
+    assert [r.exercise for r in late] == ["squat"] and late[0].end_t < 3.0
+    assert ra.summary()["exercises"]["squat"]["reps"] == 4
+    assert ra.summary()["exercises"].get("clean_and_jerk", {"reps": 0})["reps"] == 0
+
+
+def test_end_of_file_names_the_exercise_when_the_label_never_settled():
+    frames = stream(squat_pose, reps_plan(3))
+    ra = RepAnalyzer(fps=FPS)
+    for i, (t, kp) in enumerate(frames):
+        # flickering between squat and other every 0.5 s: live following never switches
+        label = "squat" if int(t * 2) % 3 else "other"
+        ra.update(i, t, kp, label, 0.9)
+    assert ra.exercise is None and ra.summary()["total_reps"] == 0
+    assert ra.file_exercise() == "squat"
+    assert len(ra.finish()) == 3 and ra.exercise == "squat"
+
+
+def test_end_of_file_keeps_live_counts_and_ignores_mostly_other():
+    frames = stream(squat_pose, reps_plan(3))
+    ra = RepAnalyzer(fps=FPS)
+    for i, (t, kp) in enumerate(frames):
+        ra.update(i, t, kp, "squat" if t < 1.2 else "other", 0.9)  # mostly "other": no whole-file exercise
+    assert ra.file_exercise() is None
+    assert ra.finish() == [] and ra.summary()["total_reps"] == 0
+    fixed, _ = run(stream(squat_pose, reps_plan(2)), exercise="squat", label="pushup")
+    assert fixed.file_exercise() is None  # --exercise given: the classifier is not asked
+
+
 def test_timeline_is_bounded_and_downsampled():
     ra, _ = run(stream(squat_pose, reps_plan(3)))
     tl = ra.timeline()

@@ -115,7 +115,8 @@ def test_symmetric_qdq_graph_meets_tensorrt_explicit_int8_rules(tiny_onnx, tmp_p
 
 
 class FakeTRT:
-    """Records what the code asks of the TensorRT 10 Python API (names as in the TensorRT 10 docs)."""
+    """Records what the code asks of the TensorRT 10 Python API (names and parameter names as in TensorRT 10;
+    tests/test_tensorrt_real_api.py checks them against the real bindings)."""
 
     def __init__(self, version: str = "10.3.0", implicit_int8: bool = True, parse_ok: bool = True,
                  build_ok: bool = True) -> None:
@@ -128,8 +129,8 @@ class FakeTRT:
         class Logger:
             WARNING = "warning"
 
-            def __init__(self, level=None) -> None:
-                self.level = level
+            def __init__(self, min_severity=None) -> None:
+                self.level = min_severity
 
         class MemoryPoolType:
             WORKSPACE = "workspace"
@@ -147,7 +148,7 @@ class FakeTRT:
             def __init__(self, flags) -> None:
                 self.flags, self.shape = flags, (-1, 3, 256, 192)
 
-            def get_input(self, i):
+            def get_input(self, index):
                 return Input(self.shape)
 
         class OnnxParser:
@@ -156,22 +157,22 @@ class FakeTRT:
             def __init__(self, network, logger) -> None:
                 self.network = network
 
-            def parse_from_file(self, path: str) -> bool:
+            def parse_from_file(self, model: str) -> bool:
                 import onnx
 
-                rec.append(("parse", path))
-                onnx.checker.check_model(onnx.load(path))
+                rec.append(("parse", model))
+                onnx.checker.check_model(onnx.load(model))
                 return parse_ok
 
-            def get_error(self, i):
+            def get_error(self, index):
                 return "In node 7 (Foo): UNSUPPORTED_NODE"
 
         class Profile:
             def __init__(self) -> None:
                 self.shapes = {}
 
-            def set_shape(self, name, min, opt, max) -> None:  # noqa: A002 - TensorRT's argument names
-                self.shapes[name] = (tuple(min), tuple(opt), tuple(max))
+            def set_shape(self, input, min, opt, max) -> None:  # noqa: A002 - TensorRT's argument names
+                self.shapes[input] = (tuple(min), tuple(opt), tuple(max))
 
         class Config:
             def __init__(self) -> None:
@@ -179,8 +180,8 @@ class FakeTRT:
                 self.int8_calibrator = None
                 self.calibration_profile = None
 
-            def set_memory_pool_limit(self, pool, size) -> None:
-                self.pools[pool] = size
+            def set_memory_pool_limit(self, pool, pool_size) -> None:
+                self.pools[pool] = pool_size
 
             def set_flag(self, flag) -> None:
                 self.flags.add(flag)

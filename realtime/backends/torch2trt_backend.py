@@ -11,8 +11,11 @@ loaded with ``torch.load(weights_only=True)``: no pickled code.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import inspect
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +40,14 @@ def require_torch2trt() -> None:
         raise BackendUnavailable("torch2trt needs a CUDA GPU, and PyTorch sees none; use --backend onnxruntime")
 
 
-def conversion_kwargs(precision: str, max_batch: int, calib_dataset=None, use_onnx: bool | None = None) -> dict:
-    """Keyword arguments for ``torch2trt.torch2trt`` (current master API: dynamic batch via max_batch_size)."""
+def conversion_kwargs(precision: str, max_batch: int, calib_dataset=None, use_onnx: bool | None = None,
+                      calib_algorithm=None) -> dict:
+    """Keyword arguments for ``torch2trt.torch2trt`` (current master API: dynamic batch via max_batch_size).
+
+    Checked against NVIDIA-AI-IOT/torch2trt master 4e820ae (torch2trt/torch2trt.py); torch2trt also takes
+    ``**kwargs``, so a misspelt name would be ignored silently (tests/test_tensorrt_real_api.py checks the names).
+    ``calib_algorithm``: a ``trt.CalibrationAlgoType`` for INT8 (see :func:`convert`).
+    """
     if precision not in ("fp32", "fp16", "int8"):
         raise BackendUnavailable(f"unknown --precision {precision!r}; choose fp32, fp16 or int8")
     if use_onnx is None:
@@ -47,7 +56,7 @@ def conversion_kwargs(precision: str, max_batch: int, calib_dataset=None, use_on
         "fp16_mode": precision in ("fp16", "int8"),  # INT8 layers fall back to FP16, not FP32
         "int8_mode": precision == "int8",
         "max_batch_size": int(max_batch),
-        "max_workspace_size": 1 << 32,
+        "max_workspace_size": 1 << 32,  # torch2trt master only applies it for TensorRT < 10 (10: all free memory)
         "use_onnx": bool(use_onnx),
         "input_names": ["pixel_values"],
         "output_names": ["heatmaps"],
@@ -58,12 +67,43 @@ def conversion_kwargs(precision: str, max_batch: int, calib_dataset=None, use_on
         if calib_dataset is None:
             raise ValueError("INT8 conversion needs the calibration dataset")
         kwargs["int8_calib_dataset"] = calib_dataset
+        if calib_algorithm is not None:
+            kwargs["int8_calib_algorithm"] = calib_algorithm
     return kwargs
+
+
+@contextlib.contextmanager
+def torchscript_onnx_export() -> Iterator[None]:
+    """Within the block, ``torch.onnx.export`` defaults to ``dynamo=False`` (the TorchScript exporter).
+
+    torch2trt's ``use_onnx=True`` path calls ``torch.onnx.export(module, inputs, BytesIO, dynamic_axes=...,
+    opset_version=...)`` without ``dynamo=``; since PyTorch 2.9 that means the dynamo exporter, which needs
+    ``onnxscript`` (not one of our dependencies: without it the call fails with ModuleNotFoundError) and
+    handles ``dynamic_axes`` differently.
+    The TorchScript exporter is the one ``vitpose.export_onnx`` uses, known to export ViTPose for TensorRT.
+    """
+    import torch.onnx
+
+    real = torch.onnx.export
+    if "dynamo" not in inspect.signature(real).parameters:  # older PyTorch: TorchScript is the only exporter
+        yield
+        return
+
+    def export(*args, **kwargs):
+        kwargs.setdefault("dynamo", False)
+        return real(*args, **kwargs)
+
+    torch.onnx.export = export
+    try:
+        yield
+    finally:
+        torch.onnx.export = real
 
 
 def convert(model, path: Path, precision: str, max_batch: int, calib_dir: Path | None = None,
             use_onnx: bool | None = None) -> None:
     """Convert ``model`` with torch2trt and save the TRTModule state dict to ``path``."""
+    import tensorrt as trt
     import torch
     from torch2trt import torch2trt
 
@@ -78,8 +118,12 @@ def convert(model, path: Path, precision: str, max_batch: int, calib_dir: Path |
     if precision == "int8":
         dataset = CalibrationBatches(calib_dir or default_calib_dir()).torch2trt_dataset("cuda")
     log.warning("converting ViTPose with torch2trt (%s, batch 1..%d); this takes minutes, once", precision, max_batch)
-    with torch.no_grad():
-        module = torch2trt(net, [example], **conversion_kwargs(precision, max_batch, dataset, use_onnx))
+    # Entropy calibration v2, as the TensorRT backend's calibrator: torch2trt's default picks v1 on TensorRT >= 10
+    # because it compares version strings ("10.x" >= "5.1" is False in torch2trt/dataset_calibrator.py).
+    kwargs = conversion_kwargs(precision, max_batch, dataset, use_onnx,
+                               calib_algorithm=trt.CalibrationAlgoType.ENTROPY_CALIBRATION_2)
+    with torch.no_grad(), torchscript_onnx_export():
+        module = torch2trt(net, [example], **kwargs)
     torch.save(module.state_dict(), path)
 
 
