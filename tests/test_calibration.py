@@ -232,6 +232,28 @@ def test_static_int8_onnx_is_quantised_per_channel_and_close_to_fp32(tmp_path, t
     assert rel < 0.1, rel
 
 
+def _dequantized_inputs(graph, pattern: str) -> int:
+    """How many inputs of the nodes whose names contain ``pattern`` come straight from a DequantizeLinear."""
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    nodes = [n for n in graph.node if pattern in n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    assert nodes, f"no node named like {pattern}"
+    return sum(producers.get(i) == "DequantizeLinear" for n in nodes for i in n.input)
+
+
+def test_int8_keeps_attention_matmuls_and_heatmap_head_float_by_default(tmp_path, tiny_onnx):
+    import onnx
+
+    _, fp32 = tiny_onnx
+    b = CalibrationBatches(_crops(4, seed=2), batch_size=4)
+    default = onnx.load(str(quantize_onnx_int8(fp32, tmp_path / "default.onnx", b))).graph
+    everything = onnx.load(str(quantize_onnx_int8(fp32, tmp_path / "all.onnx", b, exclude=()))).graph
+    for pattern in ("attention/attention/MatMul", "head/conv"):
+        assert _dequantized_inputs(default, pattern) == 0, pattern
+        assert _dequantized_inputs(everything, pattern) > 0, pattern
+    assert _dequantized_inputs(default, "mlp/fc1/MatMul") > 0  # the MLP and Q/K/V projections stay INT8
+    assert _dequantized_inputs(default, "attention/query/MatMul") > 0
+
+
 def test_ensure_int8_onnx_is_cached_by_graph_and_data(tmp_path, tiny_onnx):
     _, fp32 = tiny_onnx
     calib = tmp_path / "calib"
