@@ -303,7 +303,7 @@ class CalibrationBatches:
         if limit is not None:
             data = data[:limit]
         if len(data) == 0:
-            raise DataError("no calibration crops; run `python run_live.py calibrate` or pass --calib-dir DIR")
+            raise DataError("no calibration crops; run `python run_live.py calibrate --source CLIPS_OR_IMAGES` or pass --calib-dir DIR")
         self.data = data  # kept in its stored dtype (float16 on disk) to halve memory
 
     @staticmethod
@@ -311,7 +311,7 @@ class CalibrationBatches:
         if (path / "frames").is_dir():
             path = path / "frames"
         if not path.is_dir():
-            raise DataError(f"calibration folder {path} does not exist; run `python run_live.py calibrate` first")
+            raise DataError(f"calibration folder {path} does not exist; run `python run_live.py calibrate --source CLIPS_OR_IMAGES` first")
         npys = sorted(path.glob("*.npy"))
         if npys:
             arrays = [np.load(p, allow_pickle=False) for p in npys]
@@ -319,7 +319,7 @@ class CalibrationBatches:
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if not images:
             raise DataError(
-                f"no calibration crops (.npy) or person images in {path}; run `python run_live.py calibrate`"
+                f"no calibration crops (.npy) or person images in {path}; run `python run_live.py calibrate --source CLIPS_OR_IMAGES`"
             )
         import cv2
 
