@@ -362,11 +362,9 @@ def project_kinect(joints: np.ndarray, yaw_deg: float, pitch_deg: float = 0.0, p
     feet = (j[:, 17] - j[:, 16] + j[:, 21] - j[:, 20]).mean(0)
     facing = np.array([feet[0], 0.0, feet[2]])
     facing /= np.linalg.norm(facing) + 1e-9
-    yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)
-    ry = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
-    cam = j @ (rx @ ry).T
-    nose = (j[:, 4] + 9.0 * facing) @ (rx @ ry).T
+    view = _euler(np.array([pitch_deg, yaw_deg, 0.0]))  # Rx(pitch) @ Ry(yaw)
+    cam = j @ view.T
+    nose = (j[:, 4] + 9.0 * facing) @ view.T
     kp = np.zeros((len(j), NUM_JOINTS, 3), np.float32)
     for c, k in enumerate(KINECT_TO_COCO):
         if k is None:

@@ -392,9 +392,8 @@ class RepAnalyzer:
         if whole is not None and whole != self._current and self._counts[self._current] == 0:
             self._current = whole
         if whole is not None and whole == self._current:
-            counted = {(r.start_frame, r.end_frame) for r in self.reps if r.exercise == whole}
-            late = [fin for name, fin in self._pending
-                    if name == whole and (fin.start_frame, fin.end_frame) not in counted]
+            # pending reps were never emitted: _adopt_pending drops what it credits
+            late = [fin for name, fin in self._pending if name == whole]
             self._pending = deque(((n, f) for n, f in self._pending if n != whole), maxlen=self._pending.maxlen)
             for fin in sorted(late, key=lambda f: f.end_frame):
                 ev = self._emit(whole, fin)

@@ -23,6 +23,7 @@ import math
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,7 +115,7 @@ class SequenceSampler:
         self.pick_p: dict[str, np.ndarray] = {}
         for c, pool in self.by_class.items():
             sources = [s.source for s in pool]
-            counts = {src: sources.count(src) for src in set(sources)}
+            counts = Counter(sources)
             w = np.array([1.0 / counts[src] for src in sources])
             self.pick_p[c] = w / w.sum() if len(w) else w
         self.has_other = OTHER_LABEL in self.index
