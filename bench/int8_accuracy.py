@@ -38,6 +38,7 @@ from realtime.calibration import (  # noqa: E402
     keypoint_csv_for,
     load_keypoint_boxes,
     quantize_onnx_int8,
+    read_frames,
     refresh_calibration_frames,
 )
 
@@ -67,8 +68,6 @@ RECIPES: dict[str, dict] = {
 
 def eval_crops(videos: list[Path], count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
     """Person crops from clips with keypoint CSVs: (crops, affines, box sizes, (clip, frame) ids)."""
-    import av
-
     rng = np.random.default_rng(seed)
     per = max(1, -(-count // len(videos)))  # ceil: short clips may give fewer
     crops, affines, sizes, ids = [], [], [], []
@@ -76,17 +75,13 @@ def eval_crops(videos: list[Path], count: int, seed: int) -> tuple[np.ndarray, n
         boxes = load_keypoint_boxes(keypoint_csv_for(video))
         valid = [i for i, b in enumerate(boxes) if b is not None]
         wanted = set(rng.choice(valid, size=min(per, len(valid)), replace=False).tolist())
-        with av.open(str(video)) as c:
-            for i, frame in enumerate(c.decode(video=0)):
-                if i in wanted:
-                    box = boxes[i]
-                    batch, aff = topdown.preprocess(frame.to_ndarray(format="bgr24"), box[None])
-                    crops.append(batch[0])
-                    affines.append(aff[0])
-                    sizes.append(float(max(box[2] - box[0], box[3] - box[1])))
-                    ids.append((video.name, i))
-                if i >= max(wanted):
-                    break
+        for i, image in read_frames(video, wanted):
+            box = boxes[i]
+            batch, aff = topdown.preprocess(image, box[None])
+            crops.append(batch[0])
+            affines.append(aff[0])
+            sizes.append(float(max(box[2] - box[0], box[3] - box[1])))
+            ids.append((video.name, i))
     return np.stack(crops)[:count], np.stack(affines)[:count], np.array(sizes)[:count], ids[:count]
 
 

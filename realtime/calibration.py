@@ -136,7 +136,7 @@ def _frame_count(video: Path) -> int:
         return sum(1 for p in c.demux(stream) if p.size)
 
 
-def _read_frames(video: Path, wanted: set[int]) -> Iterator[tuple[int, np.ndarray]]:
+def read_frames(video: Path, wanted: set[int]) -> Iterator[tuple[int, np.ndarray]]:
     """Decode ``video`` once, yielding (index, BGR image) for the wanted frame indices."""
     import av
 
@@ -267,7 +267,7 @@ def refresh_calibration_frames(
             by_video.setdefault(src, set()).add(idx)
     for video, wanted in by_video.items():
         provide = box_provider or _default_boxes(video, detector)
-        for idx, image in _read_frames(video, wanted):
+        for idx, image in read_frames(video, wanted):
             box = provide(video, idx, image)
             if box is None:  # nobody annotated in this frame: a whole-frame crop is still a valid input sample
                 box = whole_frame_box(image)
