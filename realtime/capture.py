@@ -670,13 +670,14 @@ class Capture:
         reason = _one_line(reason)
         if not self.reconnect:
             self._error = f"lost {self.source_id}: {reason}"
-            self._state = "failed"
             logger.error("%s (reconnect is off)", self._error)
             self._emit({"type": "source", "state": "lost", "t": lost_t, "source": self.source_id, "reason": reason})
+            self._state = "failed"
             return False
-        self._state = "reconnecting"
         logger.warning("lost %s (%s); reconnecting", self.source_id, reason)
         self._emit({"type": "source", "state": "lost", "t": lost_t, "source": self.source_id, "reason": reason})
+        # The state flips after the event is out, so whoever sees "reconnecting" also finds the "lost" event.
+        self._state = "reconnecting"
         delay = 0.5
         attempts = 0
         while not self._stop.wait(delay):

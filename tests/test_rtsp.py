@@ -176,7 +176,7 @@ def test_stop_interrupts_a_stalled_read(clip):
         assert len(_collect(cap, 5.0, until=lambda i: len(i) >= 10)) >= 10
         server.signal(signal.SIGSTOP)
         t_stall = time.monotonic()
-        assert _wait(lambda: cap.state == "reconnecting", 5.0)  # a stall is noticed, not a hang
+        assert _wait(lambda: cap.state == "reconnecting" and events, 5.0)  # a stall is noticed, not a hang
         assert "stalled" in events[0]["reason"] and events[0]["t"] - t_stall < 3.5
         time.sleep(1.0)  # now inside a reconnect attempt the frozen server never answers (open timeout 5 s)
 
