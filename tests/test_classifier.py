@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +135,11 @@ def test_pt_state_dict_loads_without_pickle(ckpt: Path, tmp_path: Path):
 
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="shipped checkpoint not present")
-def test_shipped_checkpoint_loads_and_is_fast():
+def test_shipped_checkpoint_loads_and_streams():
+    """The shipped model's metadata is complete and its streaming step equals its full-window forward.
+
+    Its per-frame cost is measured by ``run_live.py --bench`` (the "classifier" stage), not asserted here.
+    """
     clf = load()
     assert clf.classes[-1] == OTHER_LABEL
     assert set(clf.classes[:-1]) <= set(EXERCISES)
@@ -146,10 +149,7 @@ def test_shipped_checkpoint_loads_and_is_fast():
         assert key in meta
     assert not any(d["kind"] == "posetrainer" for d in meta["training"]["data"])  # GPL data never trains it
     frames = _random_stream(300, seed=3)
-    for f in frames[:50]:
-        clf.push(f)
-    t = time.perf_counter()
-    for f in frames[50:]:
-        clf.push(f)
-    per_push_ms = (time.perf_counter() - t) / 250 * 1000
-    assert per_push_ms < 5.0, per_push_ms  # ~0.2 ms on one idle core; generous for busy CI machines
+    for f in frames:
+        out = clf.push(f)
+    assert out.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(clf.window_probs(), out.probs, atol=1e-5)
