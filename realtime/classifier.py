@@ -3,9 +3,12 @@
 ``StreamingClassifier.load()`` reads the shipped checkpoint (``realtime/models/classifier.safetensors`` and its
 ``classifier.json`` metadata); ``push(keypoints)`` normalises the frame causally (``realtime.window``), runs one
 incremental step of the causal TCN (``realtime.tcn.StreamingTCN``, ~0.1 ms on a CPU core) and returns the
-model's class probabilities. The displayed ``label`` / ``confidence`` come from an exponential moving average
+model's class probabilities. ``realtime.plausibility`` then rules out any exercise whose defining movement has
+not been seen (a deadlift without the hands ever reaching the knees, a clean & jerk without the bar overhead or on
+the floor) and renormalises. The displayed ``label`` / ``confidence`` come from an exponential moving average
 of those probabilities with a small switching margin (hysteresis) so the label does not flicker;
-``Prediction.probs`` are always the model's own, unsmoothed.
+``Prediction.probs`` are unsmoothed (the model's own, after the plausibility rules; ``gate=False`` turns the
+rules off).
 
 Checkpoints are safetensors (or a ``.pt`` state dict read with ``torch.load(weights_only=True)``): no pickled
 code is ever executed. Anything wrong with the files raises a one-line ``WeightsError``.
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from realtime.errors import WeightsError
+from realtime.plausibility import KinematicGate, apply_mask, gate_sequence
 from realtime.tcn import CausalTCN, StreamingTCN
 from realtime.types import NUM_JOINTS, Prediction
 from realtime.window import (
@@ -196,7 +200,8 @@ def load_model(path: str | Path | None = None) -> tuple[CausalTCN, dict]:
 class StreamingClassifier:
     """Frame-by-frame exercise classifier (one instance per video stream)."""
 
-    def __init__(self, model: CausalTCN, metadata: dict, smoothing: float = 0.3, margin: float = 0.1) -> None:
+    def __init__(self, model: CausalTCN, metadata: dict, smoothing: float = 0.3, margin: float = 0.1,
+                 gate: bool = True) -> None:
         self.model = model.eval()
         self.metadata = metadata
         self.classes: tuple[str, ...] = tuple(metadata["classes"])
@@ -207,6 +212,8 @@ class StreamingClassifier:
         self._smoother = LabelSmoother(alpha=smoothing, margin=margin)
         self._window = KeypointWindow(self.window_length, (IN_CHANNELS,))  # model inputs, for ``window_probs``
         self._empty = np.zeros((1, NUM_JOINTS, 3), np.float32)
+        self._gate = KinematicGate(self.classes) if gate else None
+        self._mask = np.ones(len(self.classes), np.float32)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> StreamingClassifier:
@@ -220,6 +227,9 @@ class StreamingClassifier:
         self._stream.reset()
         self._smoother.reset()
         self._window.clear()
+        if self._gate is not None:
+            self._gate.reset()
+        self._mask[:] = 1.0
 
     def push(self, keypoints: np.ndarray | None) -> Prediction:
         """Add the newest frame's (17, 3) pixel keypoints; None = nobody in view.
@@ -238,8 +248,14 @@ class StreamingClassifier:
         feat = features(kp, self._normaliser)[0]
         self._window.push(feat)
         probs = softmax(self._stream.step(feat))
+        ruled_out: tuple[str, ...] = ()
+        if self._gate is not None:
+            self._mask = self._gate.update(None if keypoints is None else kp[0])
+            probs = apply_mask(probs, self._mask)
+            ruled_out = self._gate.ruled_out
         idx, conf = self._smoother.update(probs)
-        return Prediction(label=self.classes[idx], confidence=conf, probs=probs, classes=self.classes)
+        return Prediction(label=self.classes[idx], confidence=conf, probs=probs, classes=self.classes,
+                          ruled_out=ruled_out)
 
     @property
     def frames(self) -> int:
@@ -250,29 +266,33 @@ class StreamingClassifier:
         """Re-run the model on the last ``window_length`` frames and return its last (C,) probabilities.
 
         Equals the newest ``push`` result's ``probs`` (to float rounding) because the receptive field
-        (``receptive_field`` frames) is <= the window; a check, not needed for live use.
+        (``receptive_field`` frames) is <= the window (the newest plausibility mask is applied the same way); a
+        check, not needed for live use.
         """
         win = self._window.array()
         if not len(win):
             raise ValueError("no frames pushed yet")
         with torch.no_grad():
             logits = self.model(torch.from_numpy(win.T[None].copy()))[0, :, -1].numpy()
-        return softmax(logits)
+        return apply_mask(softmax(logits), self._mask)
 
     def predict_sequence(self, keypoints: np.ndarray) -> np.ndarray:
         """Whole (T, 17, 3) pixel sequence from a fresh state -> (T, C) per-frame probabilities (batch form of
         ``reset`` + ``push`` per frame; does not touch this instance's stream state)."""
-        return predict_sequence(self.model, self.metadata, keypoints)
+        return predict_sequence(self.model, self.metadata, keypoints, gate=self._gate is not None)
 
 
-def predict_sequence(model: CausalTCN, metadata: dict, keypoints: np.ndarray) -> np.ndarray:
-    """(T, 17, 3) pixel keypoints -> (T, C) per-frame probabilities, as a fresh stream would give them."""
+def predict_sequence(model: CausalTCN, metadata: dict, keypoints: np.ndarray, gate: bool = True) -> np.ndarray:
+    """(T, 17, 3) pixel keypoints -> (T, C) per-frame probabilities, as a fresh stream would give them
+    (``gate``: with the plausibility rules, as ``StreamingClassifier`` applies them by default)."""
     if len(keypoints) == 0:
         return np.zeros((0, model.num_classes), np.float32)
-    x = features(np.asarray(keypoints, np.float32), make_normaliser(metadata.get("normalisation", {})))
+    keypoints = np.asarray(keypoints, np.float32)
+    x = features(keypoints, make_normaliser(metadata.get("normalisation", {})))
     with torch.no_grad():
         logits = model.eval()(torch.from_numpy(x.T[None].copy()))[0].numpy().T
-    return softmax(logits)
+    probs = softmax(logits)
+    return apply_mask(probs, gate_sequence(metadata["classes"], keypoints)) if gate else probs
 
 
 def load(path: str | Path | None = None, **kwargs) -> StreamingClassifier:

@@ -331,8 +331,9 @@ class ClipResult:
 
 
 def run_eval(model: CausalTCN, metadata: dict, samples: list[Sample],
-             progress: Callable[[], None] | None = None) -> list[ClipResult]:
-    """Stream every sample from a fresh state (batch-equivalent) and collect per-clip results."""
+             progress: Callable[[], None] | None = None, gate: bool = True) -> list[ClipResult]:
+    """Stream every sample from a fresh state (batch-equivalent) and collect per-clip results (``gate``: with the
+    plausibility rules, as the live classifier applies them)."""
     classes = list(metadata["classes"])
     smoother = LabelSmoother()
     out = []
@@ -340,7 +341,7 @@ def run_eval(model: CausalTCN, metadata: dict, samples: list[Sample],
         if s.label not in classes or len(s) == 0:
             continue
         y = classes.index(s.label)
-        probs = predict_sequence(model, metadata, s.keypoints)
+        probs = predict_sequence(model, metadata, s.keypoints, gate=gate)
         raw = probs.argmax(1)
         shown = smoother.run(probs)
         mean = probs.mean(0)
@@ -507,7 +508,9 @@ def write_report(results: list[ClipResult], classes: tuple[str, ...], out: Path,
     lines = [f"# {title}", ""]
     if model_info:
         lines += [f"Model: `{model_info.get('path', '')}` ({len(classes)} classes: {', '.join(classes)}), "
-                  f"receptive field {model_info.get('receptive_field', '?')} frames.", ""]
+                  f"receptive field {model_info.get('receptive_field', '?')} frames."
+                  + {True: " Plausibility rules on (as live).", False: " Network alone (plausibility rules off)."}
+                  .get(model_info.get("plausibility_rules"), ""), ""]
     lines += ["| data | clips | clip accuracy | exercise clips only | last-frame accuracy | frame accuracy | "
               "right within 1 s | median delay | label flips / min (steady) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s in summaries.items():
@@ -669,6 +672,8 @@ def add_parsers(subparsers) -> None:
                    help="which part of the model's split to use (clips the model never saw count as test)")
     p.add_argument("--out", default="classifier_report", help="report folder")
     p.add_argument("--title", default="Exercise classifier evaluation")
+    p.add_argument("--no-gate", action="store_true",
+                   help="the network alone, without the plausibility rules the live classifier applies")
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser("extract", help="run the pose engine over class folders of videos",
@@ -794,12 +799,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise DataError(f"no sequences to evaluate (split {args.split!r}, model classes {', '.join(classes)})")
     with _progress() as bar:
         task = bar.add_task("evaluating", total=len(samples), info="")
-        results = run_eval(model, meta, samples, progress=lambda: bar.advance(task))
+        results = run_eval(model, meta, samples, progress=lambda: bar.advance(task), gate=not args.no_gate)
     shown_path = model_path.resolve()
     if shown_path.is_relative_to(Path.cwd()):
         shown_path = shown_path.relative_to(Path.cwd())
     sums = write_report(results, classes, Path(args.out), args.title,
-                        {"path": str(shown_path), "receptive_field": model.receptive_field, "split": args.split})
+                        {"path": str(shown_path), "receptive_field": model.receptive_field, "split": args.split,
+                         "plausibility_rules": not args.no_gate})
     for name, s in sums.items():
         print(f"{name}: {json.dumps(_brief(s))}")
     print(f"report written to {args.out}/report.md")

@@ -1,0 +1,136 @@
+"""Kinematic plausibility of the classifier's labels: an exercise is only named once its defining movement is seen.
+
+The TCN judges the shape of the last 5 s of movement, and some shapes are shared: a bodyweight squat with the arms
+raised forward looks like the clean's front rack, a curl's hanging arms look like a deadlift's lockout. Each rule
+below is a movement the exercise cannot be done without:
+
+- clean & jerk, snatch: the hands go overhead (the jerk / the catch) or down to the knees (the bar on the floor);
+- deadlift: the hands come down to the knees (the bar passes them on every rep);
+- pull-up, jumping jacks: the hands go above the head.
+
+If, over the last ``window`` frames (10 s at 30 fps: twice the classifier's window, because a lifter may hold the
+bar in the front rack for several seconds between the clean and the jerk), the joints a rule needs were seen for
+at least ``min_seen`` frames and the movement never happened, the exercise is ruled out: its probability is set to zero and
+the rest renormalised (so it mostly goes to ``other``). Where the joints were not seen long enough nothing is ruled
+out (no evidence is not counter-evidence). Heights are in torso lengths (the window's median shoulder-to-hip
+distance), so the rules do not depend on camera distance. Causal: frame t uses frames <= t only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from realtime.types import NUM_JOINTS
+from realtime.window import MIN_SCORE, WINDOW_LENGTH
+
+# exercise -> movements, any one of which makes it plausible
+RULES: dict[str, tuple[str, ...]] = {
+    "clean_and_jerk": ("overhead", "low"),
+    "snatch": ("overhead", "low"),
+    "deadlift": ("low",),
+    "pullup": ("overhead",),
+    "jumping_jacks": ("overhead",),
+}
+MOVEMENTS: tuple[str, ...] = ("overhead", "low")
+# A wrist half a torso length above the shoulders is overhead; arms raised forward to shoulder height (a front
+# rack, a squat's counterbalance) stay near 0, arms locked out overhead are near +1.
+OVERHEAD_TORSO = 0.5
+# A wrist at most 0.15 torso lengths above the knee is "low"; hanging arms of a person standing upright end
+# around mid-thigh, about 0.4 torso lengths above the knee.
+LOW_TORSO = -0.15
+EVIDENCE_FRAMES = 2 * WINDOW_LENGTH  # how far back a movement counts (see the module docstring)
+MIN_SEEN = 30  # frames (1 s at 30 fps) in which a movement could have been seen before its absence counts
+
+_SH, _HIP, _WRIST, _KNEE = (5, 6), (11, 12), (9, 10), (13, 14)
+
+
+def _mean_y(kp: np.ndarray, seen: np.ndarray, joints: tuple[int, int]) -> float:
+    ys = [kp[j, 1] for j in joints if seen[j]]
+    return float(np.mean(ys)) if ys else np.nan
+
+
+def frame_measures(kp: np.ndarray | None) -> tuple[float, float, float]:
+    """(torso length px, highest wrist above the shoulders px, lowest wrist below the knees px); NaN = not seen.
+
+    Image y points down, so "above" is a smaller y.
+    """
+    if kp is None:
+        return np.nan, np.nan, np.nan
+    seen = (kp[:, 2] >= MIN_SCORE) & np.isfinite(kp[:, :2]).all(1)
+    sh, knee = _mean_y(kp, seen, _SH), _mean_y(kp, seen, _KNEE)
+    torso = np.nan
+    if seen[list(_SH)].any() and seen[list(_HIP)].any():
+        shoulder_mid = kp[[j for j in _SH if seen[j]], :2].mean(0)
+        hip_mid = kp[[j for j in _HIP if seen[j]], :2].mean(0)
+        torso = float(np.hypot(*(shoulder_mid - hip_mid)))
+    wrists = [kp[j, 1] for j in _WRIST if seen[j]]
+    over = float(sh - min(wrists)) if wrists and np.isfinite(sh) else np.nan
+    low = float(max(wrists) - knee) if wrists and np.isfinite(knee) else np.nan
+    return torso, over, low
+
+
+class KinematicGate:
+    """Per-stream rule check over the last ``window`` frames; ``update`` gives the classes ruled out now."""
+
+    def __init__(self, classes: tuple[str, ...] | list[str], window: int = EVIDENCE_FRAMES,
+                 min_seen: int = MIN_SEEN) -> None:
+        self.classes = tuple(classes)
+        self.min_seen = min_seen
+        self._rules = [(i, RULES[c]) for i, c in enumerate(self.classes) if c in RULES]
+        self._hist: deque[tuple[float, float, float]] = deque(maxlen=window)
+        self.ruled_out: tuple[str, ...] = ()
+
+    def reset(self) -> None:
+        self._hist.clear()
+        self.ruled_out = ()
+
+    def movements(self) -> dict[str, bool | None]:
+        """For each movement: seen in the window (True), clearly absent (False) or not enough evidence (None)."""
+        if not self._hist:
+            return dict.fromkeys(MOVEMENTS)
+        torso, over, low = np.array(self._hist, np.float64).T
+        have = np.isfinite(torso) & (torso > 1.0)
+        if not have.any():
+            return dict.fromkeys(MOVEMENTS)
+        scale = float(np.median(torso[have]))
+        out: dict[str, bool | None] = {}
+        for name, value, threshold in (("overhead", over, OVERHEAD_TORSO), ("low", low, LOW_TORSO)):
+            measured = np.isfinite(value)
+            if (measured & have).any() and np.any(value[measured] >= threshold * scale):
+                out[name] = True
+            else:
+                out[name] = False if int((measured & have).sum()) >= self.min_seen else None
+        return out
+
+    def update(self, keypoints: np.ndarray | None) -> np.ndarray:
+        """Add one frame's (17, 3) pixel keypoints (None = nobody); returns a (C,) mask, 0 = ruled out."""
+        if keypoints is not None and np.asarray(keypoints).shape != (NUM_JOINTS, 3):
+            raise ValueError(f"keypoints must be (17, 3); got {np.asarray(keypoints).shape}")
+        self._hist.append(frame_measures(None if keypoints is None else np.asarray(keypoints, np.float64)))
+        mask = np.ones(len(self.classes), np.float32)
+        if self._rules:
+            seen = self.movements()
+            for i, needs in self._rules:
+                if all(seen[m] is False for m in needs):
+                    mask[i] = 0.0
+        self.ruled_out = tuple(c for c, m in zip(self.classes, mask, strict=True) if m == 0.0)
+        return mask
+
+
+def apply_mask(probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Zero the ruled-out classes and renormalise (unchanged if everything would be ruled out)."""
+    gated = probs * mask
+    total = gated.sum(-1, keepdims=True)
+    return np.where(total > 0, gated / np.where(total > 0, total, 1.0), probs).astype(probs.dtype)
+
+
+def gate_sequence(classes: tuple[str, ...] | list[str], keypoints: np.ndarray,
+                  window: int = EVIDENCE_FRAMES) -> np.ndarray:
+    """(T, 17, 3) pixel keypoints (NaN rows = nobody) -> (T, C) masks, as a fresh ``KinematicGate`` gives them."""
+    gate = KinematicGate(classes, window)
+    rows = []
+    for kp in np.asarray(keypoints, np.float32):
+        rows.append(gate.update(None if np.isnan(kp).all() else kp))
+    return np.stack(rows) if rows else np.ones((0, len(gate.classes)), np.float32)
