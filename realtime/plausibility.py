@@ -18,7 +18,7 @@ distance), so the rules do not depend on camera distance. Causal: frame t uses f
 
 from __future__ import annotations
 
-from collections import deque
+import math
 
 import numpy as np
 
@@ -46,28 +46,32 @@ MIN_SEEN = 30  # frames (1 s at 30 fps) in which a movement could have been seen
 _SH, _HIP, _WRIST, _KNEE = (5, 6), (11, 12), (9, 10), (13, 14)
 
 
-def _mean_y(kp: np.ndarray, seen: np.ndarray, joints: tuple[int, int]) -> float:
-    ys = [kp[j, 1] for j in joints if seen[j]]
-    return float(np.mean(ys)) if ys else np.nan
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 def frame_measures(kp: np.ndarray | None) -> tuple[float, float, float]:
     """(torso length px, highest wrist above the shoulders px, lowest wrist below the knees px); NaN = not seen.
 
-    Image y points down, so "above" is a smaller y.
+    Image y points down, so "above" is a smaller y. Plain Python on 17 rows: numpy's per-call cost would be most
+    of the time here.
     """
     if kp is None:
-        return np.nan, np.nan, np.nan
-    seen = (kp[:, 2] >= MIN_SCORE) & np.isfinite(kp[:, :2]).all(1)
-    sh, knee = _mean_y(kp, seen, _SH), _mean_y(kp, seen, _KNEE)
-    torso = np.nan
-    if seen[list(_SH)].any() and seen[list(_HIP)].any():
-        shoulder_mid = kp[[j for j in _SH if seen[j]], :2].mean(0)
-        hip_mid = kp[[j for j in _HIP if seen[j]], :2].mean(0)
-        torso = float(np.hypot(*(shoulder_mid - hip_mid)))
-    wrists = [kp[j, 1] for j in _WRIST if seen[j]]
-    over = float(sh - min(wrists)) if wrists and np.isfinite(sh) else np.nan
-    low = float(max(wrists) - knee) if wrists and np.isfinite(knee) else np.nan
+        return math.nan, math.nan, math.nan
+    rows = kp.tolist()
+    seen = [s >= MIN_SCORE and math.isfinite(x) and math.isfinite(y) for x, y, s in rows]
+
+    def pick(joints: tuple[int, int]) -> list[list[float]]:
+        return [rows[j] for j in joints if seen[j]]
+
+    sh, hip, knee, wrists = pick(_SH), pick(_HIP), pick(_KNEE), [r[1] for r in pick(_WRIST)]
+    torso = math.nan
+    if sh and hip:
+        torso = math.hypot(_mean([r[0] for r in sh]) - _mean([r[0] for r in hip]),
+                           _mean([r[1] for r in sh]) - _mean([r[1] for r in hip]))
+    sh_y, knee_y = _mean([r[1] for r in sh]), _mean([r[1] for r in knee])
+    over = sh_y - min(wrists) if wrists and sh else math.nan
+    low = max(wrists) - knee_y if wrists and knee else math.nan
     return torso, over, low
 
 
@@ -79,18 +83,19 @@ class KinematicGate:
         self.classes = tuple(classes)
         self.min_seen = min_seen
         self._rules = [(i, RULES[c]) for i, c in enumerate(self.classes) if c in RULES]
-        self._hist: deque[tuple[float, float, float]] = deque(maxlen=window)
+        # ring of per-frame (torso, over, low) measures; NaN = not measured (or not filled yet)
+        self._hist = np.full((window, 3), np.nan)
+        self._next = 0
         self.ruled_out: tuple[str, ...] = ()
 
     def reset(self) -> None:
-        self._hist.clear()
+        self._hist[:] = np.nan
+        self._next = 0
         self.ruled_out = ()
 
     def movements(self) -> dict[str, bool | None]:
         """For each movement: seen in the window (True), clearly absent (False) or not enough evidence (None)."""
-        if not self._hist:
-            return dict.fromkeys(MOVEMENTS)
-        torso, over, low = np.array(self._hist, np.float64).T
+        torso, over, low = self._hist.T
         have = np.isfinite(torso) & (torso > 1.0)
         if not have.any():
             return dict.fromkeys(MOVEMENTS)
@@ -108,7 +113,8 @@ class KinematicGate:
         """Add one frame's (17, 3) pixel keypoints (None = nobody); returns a (C,) mask, 0 = ruled out."""
         if keypoints is not None and np.asarray(keypoints).shape != (NUM_JOINTS, 3):
             raise ValueError(f"keypoints must be (17, 3); got {np.asarray(keypoints).shape}")
-        self._hist.append(frame_measures(None if keypoints is None else np.asarray(keypoints, np.float64)))
+        self._hist[self._next] = frame_measures(None if keypoints is None else np.asarray(keypoints))
+        self._next = (self._next + 1) % len(self._hist)
         mask = np.ones(len(self.classes), np.float32)
         if self._rules:
             seen = self.movements()
