@@ -79,7 +79,8 @@ def dist(a: np.ndarray, b: np.ndarray) -> float:
 def midpoint(xy: np.ndarray, i: int, j: int) -> np.ndarray:
     """Midpoint of joints i and j; the one that is present when the other is missing (side views)."""
     a, b = xy[i], xy[j]
-    ok_a, ok_b = bool(np.isfinite(a).all()), bool(np.isfinite(b).all())
+    ok_a = math.isfinite(a[0]) and math.isfinite(a[1])  # per-joint math.isfinite: cheaper than numpy on 2 values
+    ok_b = math.isfinite(b[0]) and math.isfinite(b[1])
     if ok_a and ok_b:
         return (a + b) / 2.0
     if ok_a:
