@@ -70,6 +70,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     bench.add_argument("--bench", action="store_true", help="measure per-stage and end-to-end speed, then exit")
     bench.add_argument("--bench-frames", type=int, default=200, metavar="N")
     bench.add_argument("--bench-json", default=None, metavar="FILE")
+    bench.add_argument("--bench-repeats", type=int, default=3, metavar="N",
+                       help="alternate engine-alone and pipeline runs N times; the overhead is the median ratio")
     bench.add_argument("--soak", type=float, default=None, metavar="SECONDS",
                        help="with --bench: run a 30-fps live source this long, sampling memory and latency")
 

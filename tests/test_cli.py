@@ -188,3 +188,19 @@ def test_sigint_mid_run_finalises_video_and_events(tmp_path):
     frames = sum(e["type"] == "frame" for e in events)
     assert frames > 20
     assert decode_count(out) == frames
+
+
+def test_bench_alternates_baseline_and_pipeline_and_writes_its_report(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=12)
+    out = tmp_path / "bench.json"
+    r = run_cli("--bench", "--source", str(clip), "--bench-frames", "12", "--bench-repeats", "2",
+                "--pose-model", "blazepose-lite", "--bench-json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "overhead" in r.stdout and "blazepose-lite" in r.stdout
+    report = json.loads(out.read_text())
+    (run,) = report["runs"]
+    assert run["repeats"] == 2 and len(run["pipeline_overhead_per_repeat"]) == 2
+    assert run["pipeline_overhead"] == pytest.approx(float(np.median(run["pipeline_overhead_per_repeat"])))
+    assert run["frames"] == 12 and run["dropped"] == 0
+    assert {"pose", "classifier", "reps", "draw"} <= set(run["stages_ms"])
+    assert report["machine"]["cores"] >= 1

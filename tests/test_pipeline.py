@@ -75,6 +75,31 @@ def test_analysis_failure_is_reported_and_sinks_keep_what_was_done(tmp_path):
     assert lines[-1]["type"] == "summary" and lines[-1]["error"]
 
 
+class _ExplodingClassifier(FakeClassifier):
+    def __init__(self, fail_at: int) -> None:
+        self.calls, self.fail_at = 0, fail_at
+
+    def push(self, keypoints):
+        self.calls += 1
+        if self.calls > self.fail_at:
+            raise RuntimeError("classifier exploded")
+        return super().push(keypoints)
+
+
+def test_classifier_failure_is_reported_and_earlier_frames_are_kept(tmp_path):
+    source = SyntheticSource(_frames(30), fps=30, live=False, loop=False)
+    analyzer = Analyzer(FakeEstimator(), _ExplodingClassifier(fail_at=5), FakeReps())
+    events = EventLogSink(tmp_path / "e.jsonl")
+    t = time.monotonic()
+    outcome = Pipeline(source, analyzer, events=events).run()
+    events.close(summary_record(outcome, analyzer.stats, {}))
+    assert time.monotonic() - t < 5.0  # the analysis thread is stopped, not left running
+    assert outcome.stopped_by == "error" and "classifier exploded" in outcome.error
+    lines = [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert [x["frame"] for x in lines if x["type"] == "frame"] == list(range(5))
+    assert lines[-1]["type"] == "summary" and lines[-1]["error"]
+
+
 def test_max_frames_stops_after_n():
     source = SyntheticSource(_frames(10), fps=30, live=False, loop=True)
     outcome = Pipeline(source, Analyzer(FakeEstimator()), max_frames=25, draw=False).run()
