@@ -85,7 +85,10 @@ class LabelSmoother:
     def update(self, probs: np.ndarray) -> tuple[int, float]:
         """Feed one frame's probabilities; returns (displayed class index, its smoothed probability)."""
         self._ema = probs.copy() if self._ema is None else self.alpha * probs + (1 - self.alpha) * self._ema
-        best = int(np.argmax(self._ema))
+        allowed = probs > 0  # 0 = ruled out by the plausibility rules: never shown, even while its EMA fades
+        if self._label >= 0 and not allowed[self._label]:
+            self._label = -1
+        best = int(np.argmax(np.where(allowed, self._ema, -1.0)))
         if self._label < 0 or self._ema[best] > self._ema[self._label] + self.margin:
             self._label = best
         return self._label, float(self._ema[self._label])

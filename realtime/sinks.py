@@ -55,6 +55,7 @@ class EventLogSink:
             "t": round(result.t, 4),
             "label": pred.label if pred else None,
             "confidence": round(pred.confidence, 4) if pred else None,
+            "ruled_out": list(pred.ruled_out) if pred else [],
             "keypoints": _round_keypoints(raw),
             "exercise": result.exercise,
             "reps": result.rep_count,

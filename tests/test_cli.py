@@ -68,6 +68,8 @@ def test_real_squat_clip_headless_with_video_and_events(tmp_path, squat_clip):
         assert (xy[conf, 0] >= -5).all() and (xy[conf, 0] <= w + 5).all()
         assert (xy[conf, 1] >= -5).all() and (xy[conf, 1] <= h + 5).all()
         assert f["label"] is not None and 0 <= f["confidence"] <= 1
+        assert f["label"] not in f["ruled_out"]  # the plausibility rules never leave a ruled-out label shown
+    assert all(set(f["ruled_out"]) <= {"deadlift", "clean_and_jerk", "pullup", "jumping_jacks"} for f in frames)
     summary = events[-1]
     assert summary["type"] == "summary" and summary["frames_processed"] == len(frames)
     assert summary["frames_dropped"] == 0 and "pose" in summary["stage_ms"]

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from realtime.classifier import IN_CHANNELS, StreamingClassifier, load_model, predict_sequence, save_checkpoint
+from realtime.classifier import (
+    IN_CHANNELS,
+    LabelSmoother,
+    StreamingClassifier,
+    load_model,
+    predict_sequence,
+    save_checkpoint,
+)
 from realtime.plausibility import EVIDENCE_FRAMES, MIN_SEEN, KinematicGate, apply_mask, gate_sequence
 from realtime.tcn import CausalTCN
 from realtime.types import OTHER_LABEL
@@ -67,6 +74,15 @@ def test_apply_mask_renormalises_and_never_empties():
     probs = np.array([0.5, 0.3, 0.2], np.float32)
     np.testing.assert_allclose(apply_mask(probs, np.array([1, 0, 1], np.float32)), [0.5 / 0.7, 0, 0.2 / 0.7])
     np.testing.assert_allclose(apply_mask(probs, np.zeros(3, np.float32)), probs)
+
+
+def test_a_ruled_out_label_is_dropped_at_once_from_the_display():
+    smoother = LabelSmoother(alpha=0.3, margin=0.1)
+    for _ in range(20):
+        assert smoother.update(np.array([0.1, 0.8, 0.1], np.float32))[0] == 1
+    # class 1 is ruled out: its EMA is still the highest, but it is not shown any more
+    label, conf = smoother.update(np.array([0.3, 0.0, 0.7], np.float32))
+    assert label == 2 and conf < 0.5
 
 
 def test_gate_sequence_matches_the_streaming_gate():
