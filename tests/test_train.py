@@ -130,6 +130,11 @@ def test_cli_train_save_load_evaluate(tmp_path: Path):
     summary = json.loads((rep / "report.json").read_text())["summaries"]["npz"]
     assert summary["clips"] == len(split["test"])
     assert "precision" in next(iter(summary["per_class"].values()))
+    assert "Plausibility rules on" in (rep / "report.md").read_text()
+    assert json.loads((rep / "report.json").read_text())["model"]["plausibility_rules"] is True
+    plain = tmp_path / "eval_plain"
+    assert main(["evaluate", "--model", str(out), "--data", f"npz={data}", "--out", str(plain), "--no-gate"]) == 0
+    assert "plausibility rules off" in (plain / "report.md").read_text()
 
 
 def test_cli_errors_exit_2(tmp_path: Path, capsys):
