@@ -167,6 +167,8 @@ def run_live(args: argparse.Namespace) -> int:
         if args.save:
             video = VideoFileSink(args.save, capture.fps, capture.size)
             sinks_to_close.append(video)
+        if args.report:
+            _prepare_report_dir(Path(args.report))
         if not headless:
             screen = ScreenSink()
             sinks_to_close.append(screen)
@@ -200,7 +202,10 @@ def run_live(args: argparse.Namespace) -> int:
         if events is not None:
             events.close(summary)
         if args.report:
-            _write_report(Path(args.report), reps)
+            try:
+                _write_report(Path(args.report), reps)
+            except OSError as exc:  # the events and the video are already closed and kept
+                outcome.error = outcome.error or f"cannot write the report into {args.report}: {exc.strerror or exc}"
         _print_summary(summary, outcome)
         estimator.close()
         if outcome.error:
@@ -214,6 +219,15 @@ def run_live(args: argparse.Namespace) -> int:
                 sink.close()
             except Exception:  # noqa: BLE001 - closing must not mask the real error
                 log.exception("closing %s failed", type(sink).__name__)
+
+
+def _prepare_report_dir(directory: Path) -> None:
+    """Create the --report folder before the run, so a bad path is refused at once and not after the work."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RealtimeError(f"cannot create report folder {directory}: "
+                            f"{'a file of that name exists' if directory.exists() else exc.strerror}") from None
 
 
 def _write_report(directory: Path, reps) -> None:

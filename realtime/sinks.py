@@ -91,8 +91,13 @@ class VideoFileSink:
         w, h = size
         self._size = (w - w % 2, h - h % 2)  # yuv420p needs even dimensions
         fps = fps if fps and 1 <= fps <= 240 else 30.0
+        if self.path.is_dir():
+            raise RealtimeError(f"cannot write video {self.path}: it is a folder; give a file name such as "
+                                f"{self.path / 'run.mp4'}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "wb"):  # FFmpeg opens the file only at the first frame: fail now, not after the run
+                pass
             self._container = av.open(
                 str(self.path), "w", format="mp4",
                 options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
@@ -126,7 +131,7 @@ class VideoFileSink:
                 self.frames_written += 1
         except Exception as exc:  # keep draining so producers never block on a dead writer
             log.exception("video writer failed")
-            self.error = f"video writer failed: {exc}"
+            self.error = f"video writer failed for {self.path}: {exc}"
             while self._queue.get() is not self._END:
                 pass
         finally:

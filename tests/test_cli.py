@@ -87,7 +87,7 @@ BAD_INPUTS = [
     "missing-file", "empty-file", "text-as-mp4", "truncated-mp4", "unknown-scheme", "no-such-webcam",
     "missing-weights", "corrupt-weights", "corrupt-classifier", "classifier-with-other-classes",
     "missing-classifier", "unknown-pose-model",
-    "zero-max-frames", "unknown-exercise",
+    "zero-max-frames", "unknown-exercise", "save-to-a-folder", "report-into-a-file",
 ]
 
 
@@ -132,6 +132,12 @@ def _bad_input(case: str, tmp: Path) -> tuple[list[str], str]:
         return ["--source", str(clip), "--max-frames", "0"], "max-frames"
     if case == "unknown-exercise":
         return ["--source", str(clip), "--exercise", "juggling"], "juggling"
+    if case == "save-to-a-folder":  # refused before the run, not after it
+        (tmp / "videos").mkdir()
+        return ["--source", str(clip), "--save", str(tmp / "videos")], "videos"
+    if case == "report-into-a-file":
+        (tmp / "notes.txt").write_text("not a folder")
+        return ["--source", str(clip), "--report", str(tmp / "notes.txt")], "notes.txt"
     raise AssertionError(case)
 
 
