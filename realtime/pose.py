@@ -63,6 +63,12 @@ def create_pose_estimator(
     if pose_model.startswith("blazepose"):
         from realtime.blazepose import BlazePoseEstimator
 
+        ignored = [f"--{name} {value}" for name, value, default in (("backend", backend, "auto"),
+                                                                     ("precision", precision, "fp32"))
+                   if value != default]
+        if ignored:  # say so rather than silently running something other than what was asked
+            verb = "applies" if len(ignored) == 1 else "apply"
+            reason += f"; {' and '.join(ignored)} {verb} to ViTPose only, BlazePose runs float32 on the CPU (LiteRT)"
         return BlazePoseEstimator(variant=pose_model.split("-")[1], pick=pick), reason
     from realtime.vitpose import create_vitpose_estimator
 

@@ -152,3 +152,16 @@ def test_heatmap_refinement_moves_towards_the_peak():
     assert out[0, 0] == pytest.approx(31 / 64, abs=0.01) and out[0, 1] == pytest.approx(20 / 64, abs=0.01)
     flat = np.full((64, 64, 39), -10.0, np.float32)  # no confident cell: unchanged
     assert np.allclose(refine_from_heatmap(xy, flat, np.array([5])), xy)
+
+
+def test_vitpose_only_options_are_named_when_blazepose_runs():
+    from realtime.pose import create_pose_estimator
+
+    est, reason = create_pose_estimator("blazepose-lite", backend="tensorrt", precision="int8")
+    try:
+        assert "--backend tensorrt and --precision int8 apply to ViTPose only" in reason
+    finally:
+        est.close()
+    est, reason = create_pose_estimator("blazepose-lite")
+    est.close()
+    assert "ViTPose only" not in reason
