@@ -6,7 +6,9 @@ below is a movement the exercise cannot be done without:
 
 - clean & jerk, snatch: the hands go overhead (the jerk / the catch) or down to the knees (the bar on the floor);
 - deadlift: the hands come down to the knees (the bar passes them on every rep);
-- pull-up, jumping jacks: the hands go above the head.
+- pull-up: the hands are above the head, and the body rises (the shoulders move up and down by a third of a torso
+  length; in an overhead press it is the hands that move);
+- jumping jacks: the hands go above the head.
 
 If, over the last ``window`` frames (10 s at 30 fps: twice the classifier's window, because a lifter may hold the
 bar in the front rack for several seconds between the clean and the jerk), the joints a rule needs were seen for
@@ -25,15 +27,15 @@ import numpy as np
 from realtime.types import NUM_JOINTS
 from realtime.window import MIN_SCORE, WINDOW_LENGTH
 
-# exercise -> movements, any one of which makes it plausible
-RULES: dict[str, tuple[str, ...]] = {
-    "clean_and_jerk": ("overhead", "low"),
-    "snatch": ("overhead", "low"),
-    "deadlift": ("low",),
-    "pullup": ("overhead",),
-    "jumping_jacks": ("overhead",),
+# exercise -> what it needs: every group must be met, a group by any one of its movements
+RULES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "clean_and_jerk": (("overhead", "low"),),
+    "snatch": (("overhead", "low"),),
+    "deadlift": (("low",),),
+    "pullup": (("overhead",), ("rises",)),
+    "jumping_jacks": (("overhead",),),
 }
-MOVEMENTS: tuple[str, ...] = ("overhead", "low")
+MOVEMENTS: tuple[str, ...] = ("overhead", "low", "rises")
 # A wrist half a torso length above the shoulders is overhead; arms raised forward to shoulder height (a front
 # rack, a squat's counterbalance) stay near 0, arms locked out overhead are near +1.
 OVERHEAD_TORSO = 0.5
@@ -41,6 +43,9 @@ OVERHEAD_TORSO = 0.5
 # around mid-thigh, about 0.4 torso lengths above the knee.
 LOW_TORSO = -0.15
 EVIDENCE_FRAMES = 2 * WINDOW_LENGTH  # how far back a movement counts (see the module docstring)
+# The shoulders' height range over the window, in torso lengths, that counts as the body rising (a pull-up moves
+# them by about a torso length; standing still, pressing or curling moves them by a few hundredths).
+RISE_TORSO = 0.3
 MIN_SEEN = 30  # frames (1 s at 30 fps) in which a movement could have been seen before its absence counts
 
 _SH, _HIP, _WRIST, _KNEE = (5, 6), (11, 12), (9, 10), (13, 14)
@@ -50,14 +55,15 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def frame_measures(kp: np.ndarray | None) -> tuple[float, float, float]:
-    """(torso length px, highest wrist above the shoulders px, lowest wrist below the knees px); NaN = not seen.
+def frame_measures(kp: np.ndarray | None) -> tuple[float, float, float, float]:
+    """(torso length px, highest wrist above the shoulders px, lowest wrist below the knees px, shoulder height
+    (image y) px); NaN = not seen.
 
     Image y points down, so "above" is a smaller y. Plain Python on 17 rows: numpy's per-call cost would be most
     of the time here.
     """
     if kp is None:
-        return math.nan, math.nan, math.nan
+        return math.nan, math.nan, math.nan, math.nan
     rows = kp.tolist()
     seen = [s >= MIN_SCORE and math.isfinite(x) and math.isfinite(y) for x, y, s in rows]
 
@@ -72,7 +78,7 @@ def frame_measures(kp: np.ndarray | None) -> tuple[float, float, float]:
     sh_y, knee_y = _mean([r[1] for r in sh]), _mean([r[1] for r in knee])
     over = sh_y - min(wrists) if wrists and sh else math.nan
     low = max(wrists) - knee_y if wrists and knee else math.nan
-    return torso, over, low
+    return torso, over, low, sh_y
 
 
 class KinematicGate:
@@ -83,8 +89,8 @@ class KinematicGate:
         self.classes = tuple(classes)
         self.min_seen = min_seen
         self._rules = [(i, RULES[c]) for i, c in enumerate(self.classes) if c in RULES]
-        # ring of per-frame (torso, over, low) measures; NaN = not measured (or not filled yet)
-        self._hist = np.full((window, 3), np.nan)
+        # ring of per-frame (torso, over, low, shoulder y) measures; NaN = not measured (or not filled yet)
+        self._hist = np.full((window, 4), np.nan)
         self._next = 0
         self.ruled_out: tuple[str, ...] = ()
 
@@ -95,7 +101,7 @@ class KinematicGate:
 
     def movements(self) -> dict[str, bool | None]:
         """For each movement: seen in the window (True), clearly absent (False) or not enough evidence (None)."""
-        torso, over, low = self._hist.T
+        torso, over, low, shoulder_y = self._hist.T
         have = np.isfinite(torso) & (torso > 1.0)
         if not have.any():
             return dict.fromkeys(MOVEMENTS)
@@ -107,6 +113,11 @@ class KinematicGate:
                 out[name] = True
             else:
                 out[name] = False if int((measured & have).sum()) >= self.min_seen else None
+        measured = np.isfinite(shoulder_y) & have
+        if measured.any() and np.ptp(shoulder_y[measured]) >= RISE_TORSO * scale:
+            out["rises"] = True
+        else:
+            out["rises"] = False if int(measured.sum()) >= self.min_seen else None
         return out
 
     def update(self, keypoints: np.ndarray | None) -> np.ndarray:
@@ -119,7 +130,7 @@ class KinematicGate:
         if self._rules:
             seen = self.movements()
             for i, needs in self._rules:
-                if all(seen[m] is False for m in needs):
+                if any(all(seen[m] is False for m in group) for group in needs):
                     mask[i] = 0.0
         self.ruled_out = tuple(c for c, m in zip(self.classes, mask, strict=True) if m == 0.0)
         return mask

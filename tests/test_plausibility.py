@@ -24,13 +24,15 @@ CLASSES = ("squat", "deadlift", "pullup", "jumping_jacks", "clean_and_jerk", OTH
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def person(wrist_y: float, score: float = 0.9) -> np.ndarray:
-    """A standing person, torso 60 px (shoulders y=70, hips y=130, knees y=190), both wrists at ``wrist_y``."""
+def person(wrist_y: float, score: float = 0.9, lift: float = 0.0) -> np.ndarray:
+    """A standing person, torso 60 px (shoulders y=70, hips y=130, knees y=190), both wrists at ``wrist_y``;
+    ``lift`` px raises the body (not the wrists), as in a pull-up."""
     kp = np.zeros((17, 3), np.float32)
     xy = {0: (100, 40), 5: (85, 70), 6: (115, 70), 7: (80, 100), 8: (120, 100), 11: (90, 130), 12: (110, 130),
           13: (90, 190), 14: (110, 190), 15: (90, 250), 16: (110, 250)}
     for j, (x, y) in xy.items():
         kp[j] = (x, y, 0.9)
+    kp[:, 1] -= lift
     kp[9] = (80, wrist_y, score)
     kp[10] = (120, wrist_y, score)
     return kp
@@ -52,15 +54,21 @@ def test_arms_at_shoulder_height_rule_out_lifts_that_need_the_bar_overhead_or_lo
 def test_each_movement_makes_its_exercises_plausible():
     standing = [person(140)] * 60
     overhead = ruled_out_after(standing + [person(30)])  # wrists 40 px (0.67 torso) above the shoulders
-    assert set(overhead) == {"deadlift"}
+    assert set(overhead) == {"deadlift", "pullup"}  # a pull-up also needs the body to rise
     low = ruled_out_after(standing + [person(185)])  # wrists 5 px above the knees
     assert set(low) == {"pullup", "jumping_jacks"}
     assert ruled_out_after(standing + [person(45)]) == ruled_out_after(standing)  # 0.42 torso: not overhead
+    # hands on a bar at y=20 while the body rises by 25 px (0.42 torso) and comes down: a pull-up
+    hanging = [person(20, lift=25 * abs(np.sin(i / 12))) for i in range(60)]
+    assert set(ruled_out_after(hanging)) == {"deadlift"}
+    pressing = [person(70 - 50 * abs(np.sin(i / 12))) for i in range(60)]  # hands move, shoulders do not
+    assert set(ruled_out_after(pressing)) == {"deadlift", "pullup"}
 
 
 def test_no_evidence_rules_nothing_out():
     assert ruled_out_after([person(140)] * (MIN_SEEN - 1)) == ()  # under a second of evidence
-    assert ruled_out_after([person(140, score=0.1)] * 200) == ()  # wrists never seen
+    # wrists never seen: only the pull-up is ruled out, by the body that never rose
+    assert ruled_out_after([person(140, score=0.1)] * 200) == ("pullup",)
     assert ruled_out_after([None] * 200) == ()  # nobody
 
 
