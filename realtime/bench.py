@@ -88,16 +88,14 @@ def bench_engine(args: argparse.Namespace, pose_model: str, backend: str, frames
     estimator, reason, classifier, reps, smoother = build_components(args, pose_model, backend, fps)
     for image in frames[:5]:  # warm-up (allocations, lazy init, caches)
         estimator.estimate(image)
-    estimator.reset()
 
     # The engine alone (the baseline) and the whole pipeline on the same frames (no drops, overlay drawn as the
     # screen/video would), alternated ``--bench-repeats`` times so that a noisy neighbour on a shared machine
     # hits both sides; the overhead reported is the median of the per-repeat ratios.
-    repeats = max(1, int(getattr(args, "bench_repeats", 1) or 1))
+    repeats = max(1, args.bench_repeats)
     pose_ms: list[float] = []
     overheads: list[float] = []
     e2e_rates: list[float] = []
-    stats = RunStats(window=len(frames) + 1)
     for _ in range(repeats):
         estimator.reset()
         one: list[float] = []
@@ -107,7 +105,7 @@ def bench_engine(args: argparse.Namespace, pose_model: str, backend: str, frames
             one.append((time.perf_counter() - t) * 1000)
         pose_ms += one
         for part in (estimator, classifier, reps, smoother):
-            if part is not None and hasattr(part, "reset"):
+            if part is not None:
                 part.reset()
         stats = RunStats(window=len(frames) + 1)  # the stage table is from the last repeat
         analyzer = Analyzer(estimator, classifier, reps, smoother, stats)

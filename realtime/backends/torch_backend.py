@@ -279,7 +279,7 @@ class MultiStreamRunner:
                 if be.device.type == "cpu":
                     results[i] = be.infer(batch)
                     continue
-                pending.append((i, be.enqueue(np.asarray(batch, dtype=np.float32)), be))
+                pending.append((i, be.enqueue(batch), be))
             for i, n, be in pending:
                 be.stream.synchronize()
                 results[i] = be._host_out[:n].numpy().copy()
