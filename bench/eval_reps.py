@@ -90,7 +90,7 @@ def count_clip(kps: np.ndarray, fps: float, exercise: str, strictness: str, labe
         if labels == "oracle-late":
             label = exercise if t >= label_delay else "other"
         elif labels == "classifier":
-            pred = classifier.push(k)
+            pred = classifier.push(k, t)
             label, conf = pred.label, pred.confidence
         ra.update(i, t, k, label, conf)
     live = len([r for r in ra.reps if r.exercise == exercise])

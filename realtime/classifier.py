@@ -27,6 +27,7 @@ import torch
 from realtime.errors import WeightsError
 from realtime.plausibility import KinematicGate, apply_mask, gate_sequence
 from realtime.tcn import CausalTCN, StreamingTCN
+from realtime.ticks import MODEL_RATE, TickClock, step_counts
 from realtime.types import NUM_JOINTS, Prediction
 from realtime.window import (
     CLIP,
@@ -217,6 +218,8 @@ class StreamingClassifier:
         self._empty = np.zeros((1, NUM_JOINTS, 3), np.float32)
         self._gate = KinematicGate(self.classes) if gate else None
         self._mask = np.ones(len(self.classes), np.float32)
+        self._clock = TickClock(float(metadata.get("fps", MODEL_RATE)))
+        self._last: Prediction | None = None
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> StreamingClassifier:
@@ -233,9 +236,15 @@ class StreamingClassifier:
         if self._gate is not None:
             self._gate.reset()
         self._mask[:] = 1.0
+        self._clock.reset()
+        self._last = None
 
-    def push(self, keypoints: np.ndarray | None) -> Prediction:
+    def push(self, keypoints: np.ndarray | None, t: float | None = None) -> Prediction:
         """Add the newest frame's (17, 3) pixel keypoints; None = nobody in view.
+
+        ``t`` (seconds) puts the frame on the model's 30 Hz time base (``realtime.ticks``): a 60 fps source
+        updates the model every other frame (the frames between return the previous prediction), a slow one
+        holds each frame for the steps it stands for. Without ``t`` every call is one step (a 30 fps source).
 
         None is fed as an empty frame (every joint unseen), not skipped: the model was trained with short
         detector dropouts inside exercises and with empty stretches labelled ``other``, so a brief miss keeps
@@ -248,12 +257,21 @@ class StreamingClassifier:
             if kp.shape != (NUM_JOINTS, 3):
                 raise ValueError(f"keypoints must be (17, 3) COCO-17 x, y, score; got {kp.shape}")
             kp = kp[None]
+        steps = 1 if t is None else self._clock.steps(t)
+        if steps == 0 and self._last is not None:
+            return self._last
+        for _ in range(steps):
+            self._last = self._step(kp, keypoints is None)
+        return self._last
+
+    def _step(self, kp: np.ndarray, empty: bool) -> Prediction:
+        """One model step on a (1, 17, 3) frame."""
         feat = features(kp, self._normaliser)[0]
         self._window.push(feat)
         probs = softmax(self._stream.step(feat))
         ruled_out: tuple[str, ...] = ()
         if self._gate is not None:
-            self._mask = self._gate.update(None if keypoints is None else kp[0])
+            self._mask = self._gate.update(None if empty else kp[0])
             probs = apply_mask(probs, self._mask)
             ruled_out = self._gate.ruled_out
         idx, conf = self._smoother.update(probs)
@@ -262,7 +280,7 @@ class StreamingClassifier:
 
     @property
     def frames(self) -> int:
-        """Frames pushed since the last reset."""
+        """Model steps since the last reset (= frames pushed without ``t``)."""
         return self._stream.frames
 
     def window_probs(self) -> np.ndarray:
@@ -279,18 +297,31 @@ class StreamingClassifier:
             logits = self.model(torch.from_numpy(win.T[None].copy()))[0, :, -1].numpy()
         return apply_mask(softmax(logits), self._mask)
 
-    def predict_sequence(self, keypoints: np.ndarray) -> np.ndarray:
+    def predict_sequence(self, keypoints: np.ndarray, fps: float | None = None) -> np.ndarray:
         """Whole (T, 17, 3) pixel sequence from a fresh state -> (T, C) per-frame probabilities (batch form of
-        ``reset`` + ``push`` per frame; does not touch this instance's stream state)."""
-        return predict_sequence(self.model, self.metadata, keypoints, gate=self._gate is not None)
+        ``reset`` + ``push(kp, i / fps)`` per frame; does not touch this instance's stream state)."""
+        return predict_sequence(self.model, self.metadata, keypoints, gate=self._gate is not None, fps=fps)
 
 
-def predict_sequence(model: CausalTCN, metadata: dict, keypoints: np.ndarray, gate: bool = True) -> np.ndarray:
+def steps_of_clip(metadata: dict, n_frames: int, fps: float | None) -> np.ndarray:
+    """(T,) model steps per frame of a clip at ``fps`` (None: one step per frame), as ``push(kp, t)`` takes them."""
+    if fps is None:
+        return np.ones(n_frames, np.int64)
+    return step_counts(n_frames, fps, float(metadata.get("fps", MODEL_RATE)))
+
+
+def predict_sequence(model: CausalTCN, metadata: dict, keypoints: np.ndarray, gate: bool = True,
+                     fps: float | None = None) -> np.ndarray:
     """(T, 17, 3) pixel keypoints -> (T, C) per-frame probabilities, as a fresh stream would give them
-    (``gate``: with the plausibility rules, as ``StreamingClassifier`` applies them by default)."""
+    (``gate``: with the plausibility rules, as ``StreamingClassifier`` applies them by default; ``fps``: put the
+    frames on the model's time base as ``push(kp, t)`` does, None = one step per frame)."""
     if len(keypoints) == 0:
         return np.zeros((0, model.num_classes), np.float32)
     keypoints = np.asarray(keypoints, np.float32)
+    if fps is not None:
+        steps = steps_of_clip(metadata, len(keypoints), fps)
+        per_step = predict_sequence(model, metadata, keypoints[np.repeat(np.arange(len(keypoints)), steps)], gate)
+        return per_step[np.cumsum(steps) - 1]  # each frame shows its last step (a skipped frame: the previous one's)
     x = features(keypoints, make_normaliser(metadata.get("normalisation", {})))
     with torch.no_grad():
         logits = model.eval()(torch.from_numpy(x.T[None].copy()))[0].numpy().T

@@ -86,7 +86,7 @@ class Analyzer:
         prediction = None
         if self.classifier is not None:
             t = time.perf_counter()
-            prediction = self.classifier.push(pose.keypoints)
+            prediction = self.classifier.push(pose.keypoints, t_media)
             stage["classifier"] = (time.perf_counter() - t) * 1000
         rep_count, exercise, new_rep, cues = 0, None, None, ()
         if self.reps is not None:

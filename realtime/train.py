@@ -44,15 +44,17 @@ from realtime.classifier import (
     make_normaliser,
     predict_sequence,
     save_checkpoint,
+    steps_of_clip,
 )
 from realtime.datasets import DATASETS, Sample, load_data, parse_spec, split_samples, subset, synthetic_other
 from realtime.errors import DataError, RealtimeError
 from realtime.tcn import CausalTCN
+from realtime.ticks import MODEL_RATE
 from realtime.types import EXERCISES, NUM_JOINTS, OTHER_LABEL
 
 log = logging.getLogger(__name__)
 
-MODEL_FPS = 30.0
+MODEL_FPS = MODEL_RATE
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
@@ -90,7 +92,8 @@ class TrainConfig:
     p_loop: float = 0.6  # chance a short clip is looped (forward/backward) to fill a long sequence
     other_weight: float = 2.0  # ``other`` is drawn this many times as often as each exercise (broadest class)
     p_hold: float = 0.5  # chance an "other" prefix/suffix is the exercise's own first/last pose held still
-    p_squat_arms: float = 0.4  # chance a squat gets its arms re-posed (forward, goblet, hips, crossed, overhead)
+    p_squat_arms: float = 0.4  # chance a squat gets its arms re-posed (forward, goblet, hips, crossed, overhead, ...)
+    p_squat_depth: float = 0.4  # chance a squat is made shallower (30-80 % of its depth: quarter / half squats)
     eval_every: int = 250
     seed: int = 0
     threads: int = 1  # torch threads for the model (more than the free cores makes it much slower)
@@ -128,7 +131,10 @@ class SequenceSampler:
         self.norm = default_normalisation()
 
     def _clip(self, s: Sample) -> np.ndarray:
-        out = self.augmenter(s.keypoints, self.rng, base_speed=s.fps / MODEL_FPS)
+        kp = s.keypoints
+        if s.label == "squat" and self.rng.random() < self.cfg.p_squat_depth:
+            kp = augment.squat_depth(kp, self.rng)
+        out = self.augmenter(kp, self.rng, base_speed=s.fps / MODEL_FPS)
         if s.label == "squat" and self.rng.random() < self.cfg.p_squat_arms:
             out = augment.squat_arms(out, self.rng)
         return out
@@ -341,9 +347,13 @@ def run_eval(model: CausalTCN, metadata: dict, samples: list[Sample],
         if s.label not in classes or len(s) == 0:
             continue
         y = classes.index(s.label)
-        probs = predict_sequence(model, metadata, s.keypoints, gate=gate)
+        # on the model's time base, as live: a frame shows the prediction (and the smoothed label) of its last step
+        steps = steps_of_clip(metadata, len(s), s.fps)
+        per_step = predict_sequence(model, metadata, s.keypoints[np.repeat(np.arange(len(s)), steps)], gate=gate)
+        last_step = np.cumsum(steps) - 1
+        probs = per_step[last_step]
         raw = probs.argmax(1)
-        shown = smoother.run(probs)
+        shown = smoother.run(per_step)[last_step]
         mean = probs.mean(0)
         hold = max(1, int(round(s.fps)))  # "stays right" = for 1 s or until the clip ends
         ok = shown == y

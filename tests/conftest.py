@@ -68,7 +68,7 @@ class FakeEstimator:
 class FakeClassifier:
     classes = ("squat", "other")
 
-    def push(self, keypoints):
+    def push(self, keypoints, t=None):
         probs = np.array([0.8, 0.2], np.float32)
         return Prediction("squat", 0.8, probs, self.classes)
 

@@ -79,11 +79,11 @@ class _ExplodingClassifier(FakeClassifier):
     def __init__(self, fail_at: int) -> None:
         self.calls, self.fail_at = 0, fail_at
 
-    def push(self, keypoints):
+    def push(self, keypoints, t=None):
         self.calls += 1
         if self.calls > self.fail_at:
             raise RuntimeError("classifier exploded")
-        return super().push(keypoints)
+        return super().push(keypoints, t)
 
 
 def test_classifier_failure_is_reported_and_earlier_frames_are_kept(tmp_path):

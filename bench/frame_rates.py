@@ -1,0 +1,65 @@
+"""Classifier accuracy at other frame rates: one model step per frame vs the 30 Hz time base (``realtime.ticks``).
+
+    python bench/frame_rates.py [--data ../shared/data/penn_action] [--json out/frame_rates.json]
+
+Penn Action's test split (the shipped model's split file) is re-timed from its 30 fps keypoints: 60 fps by linear
+interpolation (a joint's score is the lower of its two neighbours), 15 / 10 / 5 fps by keeping every 2nd / 3rd /
+6th frame (a source that is slower, or a pose engine that keeps up with only that many frames of a live feed).
+Each clip is then classified twice: with one model step per frame (``predict_sequence`` without ``fps``) and on
+the time base (``fps=``), plausibility rules on, as live. Clip accuracy = argmax of the mean probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from realtime.classifier import DEFAULT_WEIGHTS, load_model, predict_sequence
+from realtime.datasets import read_penn_action, subset
+
+
+def retime(kp: np.ndarray, factor: int | float) -> np.ndarray:
+    """(T, 17, 3) at 30 fps -> ``factor`` × the frame rate (2: interpolated to 60 fps; 1/k: every k-th frame)."""
+    if factor < 1:
+        return kp[:: int(round(1 / factor))]
+    t = np.arange(0, len(kp) - 1 + 1e-9, 1 / factor)
+    i0 = np.floor(t).astype(int)
+    i1 = np.minimum(i0 + 1, len(kp) - 1)
+    w = (t - i0)[:, None]
+    out = kp[i0].copy()
+    out[..., :2] = kp[i0, :, :2] * (1 - w[..., None]) + kp[i1, :, :2] * w[..., None]
+    out[..., 2] = np.minimum(kp[i0, :, 2], kp[i1, :, 2])
+    return out.astype(np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data/penn_action")
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    model, meta = load_model(args.weights)
+    classes = list(meta["classes"])
+    split = json.loads(Path(args.weights).with_suffix(".split.json").read_text())["splits"]["test"]
+    clips = [s for s in subset(read_penn_action(args.data), split) if s.label in classes]
+    rows = []
+    for fps in (60, 30, 15, 10, 5):
+        acc = {}
+        for mode, timed in (("per_frame", None), ("time_base", float(fps))):
+            hits = 0
+            for s in clips:
+                probs = predict_sequence(model, meta, retime(s.keypoints, fps / 30), fps=timed)
+                hits += classes[int(probs.mean(0).argmax())] == s.label
+            acc[mode] = hits / len(clips)
+        rows.append({"fps": fps, **acc})
+        print(f"{fps:>3} fps: one step per frame {acc['per_frame']:.1%}   30 Hz time base {acc['time_base']:.1%}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"clips": len(clips), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
