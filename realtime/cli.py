@@ -247,8 +247,15 @@ def _print_summary(summary: dict, outcome) -> None:
         f"[bold]done[/] ({outcome.stopped_by}): read {summary['frames_read']}, processed "
         f"{summary['frames_processed']}, dropped {summary['frames_dropped']}, {summary['fps']} fps"
     )
-    for name, info in (summary.get("reps") or {}).get("exercises", {}).items():
+    reps = summary.get("reps") or {}
+    labels = reps.get("labels") or {}
+    if labels:
+        named = ", ".join(f"{label} {share:.0%}" for label, share in list(labels.items())[:3])
+        console.print(f"  classifier: {named} of the frames with a person")
+    for name, info in reps.get("exercises", {}).items():
         console.print(f"  {name}: {info.get('reps', 0)} reps")
+    if reps.get("exercise_mode") == "auto" and not reps.get("total_reps") and labels:
+        console.print("  no reps counted: if the exercise was not recognised, --exercise NAME counts it")
 
 
 def main(argv: list[str] | None = None) -> int:

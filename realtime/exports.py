@@ -41,6 +41,8 @@ SUMMARY_SCHEMA: dict = {
         "strictness": {"enum": ["relaxed", "normal", "strict"]},
         "exercise_mode": {"enum": ["fixed", "auto"]},
         "total_reps": {"type": "integer", "minimum": 0},
+        # auto mode: share of the frames with a person in which the classifier named each label
+        "labels": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
         "exercises": {
             "type": "object",
             "additionalProperties": {

@@ -10,9 +10,10 @@ below is a movement the exercise cannot be done without:
   length; in an overhead press it is the hands that move);
 - jumping jacks: the hands go above the head.
 
-If, over the last ``window`` frames (10 s at 30 fps: twice the classifier's window, because a lifter may hold the
-bar in the front rack for several seconds between the clean and the jerk), the joints a rule needs were seen for
-at least ``min_seen`` frames and the movement never happened, the exercise is ruled out: its probability is set
+If, over the last ``window`` frames (10 s: the live classifier feeds its 30 Hz time base, ``realtime.ticks``;
+twice the classifier's window, because a lifter may hold the bar in the front rack for several seconds between
+the clean and the jerk), the joints a rule needs were seen for at least ``min_seen`` frames and the movement never
+happened, the exercise is ruled out: its probability is set
 to zero and the rest renormalised (so it mostly goes to ``other``). Where the joints were not seen long enough
 nothing is ruled out (no evidence is not counter-evidence). Heights are in torso lengths (the window's median
 shoulder-to-hip distance), so the rules do not depend on camera distance. Causal: frame t uses frames <= t only.

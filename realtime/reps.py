@@ -412,6 +412,9 @@ class RepAnalyzer:
         """Per exercise: reps, partial reps, mean measures, fault counts (over the whole session)."""
         out: dict = {"strictness": self.config.strictness, "exercise_mode": "fixed" if self.fixed_exercise else "auto",
                      "total_reps": int(sum(self._counts.values())), "exercises": {}}
+        total = sum(self._votes.values())
+        if total:  # auto mode: what the classifier said, over the frames with a person
+            out["labels"] = {label: round(n / total, 4) for label, n in self._votes.most_common()}
         for ex, agg in sorted(self._agg.items()):
             n = agg["reps"]
             out["exercises"][ex] = {

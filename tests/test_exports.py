@@ -48,6 +48,8 @@ def test_summary_json_matches_schema(session, tmp_path):
     data = json.loads(path.read_text())
     jsonschema.validate(data, SUMMARY_SCHEMA)
     assert data["total_reps"] == 5
+    # what the classifier said, over the frames with a person: mostly squat, then push-up
+    assert list(data["labels"]) == ["squat", "pushup"] and abs(sum(data["labels"].values()) - 1) < 1e-3
 
 
 def test_summary_schema_rejects_wrong_files():

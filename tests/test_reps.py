@@ -362,6 +362,7 @@ def test_end_of_file_keeps_live_counts_and_ignores_mostly_other():
         ra.update(i, t, kp, "squat" if t < 1.2 else "other", 0.9)  # mostly "other": no whole-file exercise
     assert ra.file_exercise() is None
     assert ra.finish() == [] and ra.summary()["total_reps"] == 0
+    assert list(ra.summary()["labels"]) == ["other", "squat"]
     fixed, _ = run(stream(squat_pose, reps_plan(2)), exercise="squat", label="pushup")
     assert fixed.file_exercise() is None  # --exercise given: the classifier is not asked
 
