@@ -92,8 +92,7 @@ class TrainConfig:
     p_loop: float = 0.6  # chance a short clip is looped (forward/backward) to fill a long sequence
     other_weight: float = 2.0  # ``other`` is drawn this many times as often as each exercise (broadest class)
     p_hold: float = 0.5  # chance an "other" prefix/suffix is the exercise's own first/last pose held still
-    p_squat_arms: float = 0.4  # chance a squat gets its arms re-posed (forward, goblet, hips, crossed, overhead, ...)
-    p_squat_depth: float = 0.4  # chance a squat is made shallower (30-80 % of its depth: quarter / half squats)
+    p_squat_arms: float = 0.4  # chance a squat gets its arms re-posed (forward, goblet, hips, crossed, overhead)
     eval_every: int = 250
     seed: int = 0
     threads: int = 1  # torch threads for the model (more than the free cores makes it much slower)
@@ -131,10 +130,7 @@ class SequenceSampler:
         self.norm = default_normalisation()
 
     def _clip(self, s: Sample) -> np.ndarray:
-        kp = s.keypoints
-        if s.label == "squat" and self.rng.random() < self.cfg.p_squat_depth:
-            kp = augment.squat_depth(kp, self.rng)
-        out = self.augmenter(kp, self.rng, base_speed=s.fps / MODEL_FPS)
+        out = self.augmenter(s.keypoints, self.rng, base_speed=s.fps / MODEL_FPS)
         if s.label == "squat" and self.rng.random() < self.cfg.p_squat_arms:
             out = augment.squat_arms(out, self.rng)
         return out
