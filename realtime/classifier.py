@@ -272,7 +272,7 @@ class StreamingClassifier:
         ruled_out: tuple[str, ...] = ()
         if self._gate is not None:
             self._mask = self._gate.update(None if empty else kp[0])
-            probs = apply_mask(probs, self._mask)
+            probs = apply_mask(probs, self._mask, self.classes)
             ruled_out = self._gate.ruled_out
         idx, conf = self._smoother.update(probs)
         return Prediction(label=self.classes[idx], confidence=conf, probs=probs, classes=self.classes,
@@ -295,7 +295,7 @@ class StreamingClassifier:
             raise ValueError("no frames pushed yet")
         with torch.no_grad():
             logits = self.model(torch.from_numpy(win.T[None].copy()))[0, :, -1].numpy()
-        return apply_mask(softmax(logits), self._mask)
+        return apply_mask(softmax(logits), self._mask, self.classes)
 
     def predict_sequence(self, keypoints: np.ndarray, fps: float | None = None) -> np.ndarray:
         """Whole (T, 17, 3) pixel sequence from a fresh state -> (T, C) per-frame probabilities (batch form of
@@ -326,7 +326,8 @@ def predict_sequence(model: CausalTCN, metadata: dict, keypoints: np.ndarray, ga
     with torch.no_grad():
         logits = model.eval()(torch.from_numpy(x.T[None].copy()))[0].numpy().T
     probs = softmax(logits)
-    return apply_mask(probs, gate_sequence(metadata["classes"], keypoints)) if gate else probs
+    classes = tuple(metadata["classes"])
+    return apply_mask(probs, gate_sequence(classes, keypoints), classes) if gate else probs
 
 
 def load(path: str | Path | None = None, **kwargs) -> StreamingClassifier:

@@ -253,7 +253,8 @@ def _print_summary(summary: dict, outcome) -> None:
         named = ", ".join(f"{label} {share:.0%}" for label, share in list(labels.items())[:3])
         console.print(f"  classifier: {named} of the frames with a person")
     for name, info in reps.get("exercises", {}).items():
-        console.print(f"  {name}: {info.get('reps', 0)} reps")
+        n = info.get("reps", 0)
+        console.print(f"  {name}: {n} rep{'' if n == 1 else 's'}")
     if reps.get("exercise_mode") == "auto" and not reps.get("total_reps") and labels:
         console.print("  no reps counted: if the exercise was not recognised, --exercise NAME counts it")
 

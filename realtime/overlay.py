@@ -88,7 +88,8 @@ def draw_overlay(
         pred = result.prediction
         lines.append((f"{pred.label.replace('_', ' ')}  {pred.confidence * 100:.0f}%", mid, (255, 255, 255)))
     if result.exercise:
-        lines.append((f"{result.exercise.replace('_', ' ')}: {result.rep_count} reps", big, (80, 255, 80)))
+        count = f"{result.rep_count} rep{'' if result.rep_count == 1 else 's'}"
+        lines.append((f"{result.exercise.replace('_', ' ')}: {count}", big, (80, 255, 80)))
     if result.last_rep is not None:
         rep = result.last_rep
         lines.append((f"rep {rep.index}: {rep.duration_s:.1f}s  ROM {rep.range_of_motion:.2f}", small, (230, 230, 230)))

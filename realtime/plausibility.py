@@ -13,8 +13,9 @@ below is a movement the exercise cannot be done without:
 If, over the last ``window`` frames (10 s: the live classifier feeds its 30 Hz time base, ``realtime.ticks``;
 twice the classifier's window, because a lifter may hold the bar in the front rack for several seconds between
 the clean and the jerk), the joints a rule needs were seen for at least ``min_seen`` frames and the movement never
-happened, the exercise is ruled out: its probability is set
-to zero and the rest renormalised (so it mostly goes to ``other``). Where the joints were not seen long enough
+happened, the exercise is ruled out: its probability goes to its ``FALLBACK`` class where it has one (a clean & jerk
+or snatch without the bar overhead or on the floor is the squat inside it), else it is set to zero and the rest
+renormalised (so it mostly goes to ``other``). Where the joints were not seen long enough
 nothing is ruled out (no evidence is not counter-evidence). Heights are in torso lengths (the window's median
 shoulder-to-hip distance), so the rules do not depend on camera distance. Causal: frame t uses frames <= t only.
 """
@@ -37,6 +38,11 @@ RULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "jumping_jacks": (("overhead",),),
 }
 MOVEMENTS: tuple[str, ...] = ("overhead", "low", "rises")
+# Where a ruled-out class's probability goes (instead of being shared by all the others): a clean & jerk or a snatch
+# whose bar never goes overhead or to the floor is the squat inside it (the front squat of the clean, the jerk's
+# dip, the catch). What the network calls a clean without those movements is mostly a bodyweight squat with the
+# arms raised forward, seen from the front: the hands at the shoulders look like a front rack.
+FALLBACK: dict[str, str] = {"clean_and_jerk": "squat", "snatch": "squat"}
 # A wrist half a torso length above the shoulders is overhead; arms raised forward to shoulder height (a front
 # rack, a squat's counterbalance) stay near 0, arms locked out overhead are near +1.
 OVERHEAD_TORSO = 0.5
@@ -137,9 +143,19 @@ class KinematicGate:
         return mask
 
 
-def apply_mask(probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Zero the ruled-out classes and renormalise (unchanged if everything would be ruled out)."""
+def apply_mask(probs: np.ndarray, mask: np.ndarray, classes: tuple[str, ...] | list[str] | None = None
+               ) -> np.ndarray:
+    """Zero the ruled-out classes and renormalise (unchanged if everything would be ruled out).
+
+    With ``classes``, a ruled-out class in ``FALLBACK`` first hands its probability to its fallback class (when that
+    one is not ruled out itself); (C,) or (T, C) ``probs`` with a mask of the same shape.
+    """
     gated = probs * mask
+    if classes is not None:
+        for src, dst in FALLBACK.items():
+            if src in classes and dst in classes:
+                i, j = classes.index(src), classes.index(dst)
+                gated[..., j] += probs[..., i] * (1 - mask[..., i]) * mask[..., j]
     total = gated.sum(-1, keepdims=True)
     return np.where(total > 0, gated / np.where(total > 0, total, 1.0), probs).astype(probs.dtype)
 

@@ -84,6 +84,22 @@ def test_apply_mask_renormalises_and_never_empties():
     np.testing.assert_allclose(apply_mask(probs, np.zeros(3, np.float32)), probs)
 
 
+def test_a_ruled_out_clean_hands_its_probability_to_squat():
+    """Without the bar overhead or on the floor, what the network calls a clean is the squat inside it."""
+    probs = np.array([0.05, 0.05, 0.05, 0.05, 0.5, 0.3], np.float32)  # CLASSES order, clean_and_jerk 0.5
+    mask = np.array([1, 1, 1, 1, 0, 1], np.float32)
+    out = apply_mask(probs, mask, CLASSES)
+    np.testing.assert_allclose(out, [0.55, 0.05, 0.05, 0.05, 0.0, 0.3], atol=1e-6)
+    # (T, C) form, and a ruled-out deadlift is shared by the rest as before
+    seq = apply_mask(np.stack([probs, probs]), np.stack([mask, [1, 0, 1, 1, 1, 1]]).astype(np.float32), CLASSES)
+    np.testing.assert_allclose(seq[0], out, atol=1e-6)
+    np.testing.assert_allclose(seq[1], np.array([0.05, 0, 0.05, 0.05, 0.5, 0.3]) / 0.95, atol=1e-6)
+    # no fallback where squat is not a class of the model
+    other_model = ("deadlift", "clean_and_jerk", OTHER_LABEL)
+    np.testing.assert_allclose(apply_mask(np.array([0.2, 0.5, 0.3], np.float32), np.array([1, 0, 1], np.float32),
+                                          other_model), [0.4, 0, 0.6], atol=1e-6)
+
+
 def test_a_ruled_out_label_is_dropped_at_once_from_the_display():
     smoother = LabelSmoother(alpha=0.3, margin=0.1)
     for _ in range(20):
@@ -117,7 +133,9 @@ def test_classifier_applies_the_rules_in_streaming_and_batch_alike(tmp_path: Pat
     assert np.all(last.probs[blocked] == 0) and last.probs.sum() == pytest.approx(1.0, abs=1e-5)
     assert raw[-1].ruled_out == () and np.all(raw[-1].probs[blocked] > 0)
     kept = [i for i in range(len(CLASSES)) if i not in blocked]
-    np.testing.assert_allclose(last.probs[kept], raw[-1].probs[kept] / raw[-1].probs[kept].sum(), atol=1e-5)
+    expected = raw[-1].probs.copy()
+    expected[CLASSES.index("squat")] += expected[CLASSES.index("clean_and_jerk")]  # the clean's squat fallback
+    np.testing.assert_allclose(last.probs[kept], expected[kept] / expected[kept].sum(), atol=1e-5)
     np.testing.assert_allclose(clf.window_probs(), last.probs, atol=1e-5)
     model, meta = load_model(ckpt)
     np.testing.assert_allclose(predict_sequence(model, meta, np.stack(frames)), np.stack([o.probs for o in out]),
