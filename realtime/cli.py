@@ -242,7 +242,7 @@ def _write_report(directory: Path, reps) -> None:
 def _print_summary(summary: dict, outcome) -> None:
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one line per fact, however narrow the terminal
     console.print(
         f"[bold]done[/] ({outcome.stopped_by}): read {summary['frames_read']}, processed "
         f"{summary['frames_processed']}, dropped {summary['frames_dropped']}, {summary['fps']} fps"
