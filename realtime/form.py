@@ -414,3 +414,32 @@ def analyze_rep(seg: RepSegment, config: AnalyzerConfig) -> FormResult:
             fn(ck, seg)
     _tempo(ck, seg, config.form)
     return ck.result
+
+
+def _above_below(bu: float, what: str) -> str:
+    return f"{_cm(bu):.0f} cm {'above' if bu >= 0 else 'below'} {what}"
+
+
+# The one measure a lifter or coach looks at first, per exercise: (measure, how to say it); the first one present
+# in a rep is shown on screen next to its tempo.
+HEADLINE: dict[str, tuple[tuple[str, object], ...]] = {
+    "squat": (("knee_angle_deg", "knee {:.0f}°"), ("hip_above_knee_bu", lambda v: f"hip {_above_below(v, 'knee')}")),
+    "deadlift": (("lockout_hip_angle_deg", "lockout {:.0f}°"),),
+    "pushup": (("bottom_elbow_angle_deg", "elbow {:.0f}°"),),
+    "bench_press": (("bottom_elbow_angle_deg", "elbow {:.0f}°"),),
+    "pullup": (("nose_above_wrists_bu", lambda v: f"nose {_above_below(v, 'hands')}"),),
+}
+
+
+def rep_headline(exercise: str, measures: dict[str, float]) -> str:
+    """Short on-screen summary of a finished rep: its key measure and tempo, e.g. ``knee 84°, down 0.9 s, up 0.7 s``."""
+    parts = []
+    for name, say in HEADLINE.get(exercise, ()):
+        value = measures.get(name)
+        if value is not None and math.isfinite(value):
+            parts.append(say(value) if callable(say) else say.format(value))
+            break
+    down, up = measures.get("down_s"), measures.get("up_s")
+    if down is not None and up is not None and math.isfinite(down) and math.isfinite(up):
+        parts.append(f"down {down:.1f} s, up {up:.1f} s")
+    return ", ".join(parts)

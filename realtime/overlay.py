@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from realtime.form import rep_headline
 from realtime.types import COCO17_SKELETON, FrameResult
 
 LEFT_COLOR = (255, 160, 0)  # BGR: person's left side in blue
@@ -92,7 +93,10 @@ def draw_overlay(
         lines.append((f"{result.exercise.replace('_', ' ')}: {count}", big, (80, 255, 80)))
     if result.last_rep is not None:
         rep = result.last_rep
-        lines.append((f"rep {rep.index}: {rep.duration_s:.1f}s  ROM {rep.range_of_motion:.2f}", small, (230, 230, 230)))
+        said = rep_headline(rep.exercise, rep.measures) or f"{rep.duration_s:.1f} s"
+        ok = not rep.faults  # green: the last rep passed every check its camera view allowed
+        lines.append((f"rep {rep.index}: {said}{'  no faults' if ok else ''}", small,
+                      (120, 255, 120) if ok else (230, 230, 230)))
     for cue in result.cues[:3]:
         lines.append((cue, small, (60, 60, 255)))
     weight = max(1, int(round(2 * unit)))

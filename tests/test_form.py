@@ -10,7 +10,7 @@ import pytest
 from test_reps import deadlift_pose, pullup_pose, pushup_pose, run, squat_pose, stream
 
 from realtime.errors import RealtimeError
-from realtime.form import DEFAULT_CONFIG, STRICTNESS, load_config
+from realtime.form import DEFAULT_CONFIG, STRICTNESS, load_config, rep_headline
 from realtime.view import ViewDetector, frame_view
 
 ONE_REP = [("rest", 1.0), ("rep", 1.6, 1.0), ("rest", 0.8)]
@@ -193,3 +193,14 @@ def test_angles_helpers():
     miss[3] = np.nan
     assert np.isfinite(g.update(0.1, miss)[3]).all()  # held
     assert np.isnan(g.update(0.5, miss)[3]).all()  # too long: missing
+
+
+def test_rep_headline_names_the_key_measure_and_tempo():
+    rep, _ = one_rep(squat_pose, "squat")  # side view: the knee angle at the bottom comes first
+    said = rep_headline("squat", rep.measures)
+    assert said.startswith(f"knee {rep.measures['knee_angle_deg']:.0f}°, ")
+    assert f"down {rep.measures['down_s']:.1f} s, up {rep.measures['up_s']:.1f} s" in said
+    assert rep_headline("squat", {"hip_above_knee_bu": -0.1}) == "hip 5 cm below knee"
+    assert rep_headline("pullup", {"nose_above_wrists_bu": 0.12, "down_s": 0.8, "up_s": math.nan}) == \
+        "nose 6 cm above hands"
+    assert rep_headline("situp", {}) == ""
