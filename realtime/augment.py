@@ -252,8 +252,43 @@ def _place_arms(kp: np.ndarray, bf: dict, elbow: np.ndarray, wrist: np.ndarray) 
     return out
 
 
-def squat_arms(kp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Re-pose the arms of a squat (legs untouched): hanging, forward, goblet, on the hips, crossed or overhead.
+def _hip_depth(kp: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """Per-frame squat depth in [0, 1] (0 = the highest the hips get in the clip, 1 = the lowest) and the index
+    of the highest-hip (standing) frame; None without enough frames where both hips are seen."""
+    ok = _valid(kp)[:, [11, 12]].all(1)
+    if ok.sum() < 2:
+        return None
+    hy = kp[:, [11, 12], 1].mean(1)
+    top, low = hy[ok].min(), hy[ok].max()
+    depth = np.where(ok, (hy - top) / max(low - top, 1e-6), 0.0)
+    return np.clip(depth, 0, 1), int(np.flatnonzero(ok)[np.argmin(hy[ok])])
+
+
+def squat_depth(kp: np.ndarray, rng: np.random.Generator, depth: tuple[float, float] = (0.3, 0.8)) -> np.ndarray:
+    """A shallower squat: every joint moves only a fraction (``depth``) of the way from the clip's standing frame
+    (highest hips) to where it is in each frame.
+
+    Penn Action's and UI-PRMD's squats are deep; quarter and half squats, seen from the front, are otherwise
+    unknown to the model (the shipped model called 69 of 70 front-view UI-PRMD test squats scaled to 35 % depth
+    with the arms forward ``other``: the shallow knee bend with the hands at the shoulders looks like a jerk dip).
+    Apply to clean keypoints, before ``Augmenter``.
+    """
+    found = _hip_depth(kp)
+    if found is None:
+        return np.array(kp, np.float32, copy=True)
+    ref = kp[found[1]]
+    out = np.array(kp, np.float32, copy=True)
+    both = _valid(out) & _valid(ref[None])
+    a = rng.uniform(*depth)
+    moved = ref[None, :, :2] + a * (out[..., :2] - ref[None, :, :2])
+    out[..., :2] = np.where(both[..., None], moved, out[..., :2])
+    return out
+
+
+def squat_arms(kp: np.ndarray, rng: np.random.Generator, counterbalance: bool = False) -> np.ndarray:
+    """Re-pose the arms of a squat (legs untouched): hanging, forward, goblet, on the hips, crossed or overhead, and
+    with ``counterbalance`` also hanging when standing and raised forward as the hips go down (the common
+    bodyweight squat).
 
     Penn Action squats are mostly barbell back squats; people at home squat with their arms forward or on the
     hips, and the class must be carried by the legs and hips, not by where the hands are.
@@ -270,8 +305,16 @@ def squat_arms(kp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         "crossed": ((0.25, -0.25, -0.05), (0.2, -0.15, -0.55)),
         "overhead": ((0.0, 0.45, 0.1), (0.0, 0.9, 0.15)),
     }
-    elbow, wrist = poses[str(rng.choice(list(poses)))]
+    choice = str(rng.choice([*poses, "counterbalance"] if counterbalance else list(poses)))
     noise = rng.normal(0, 0.05, (2, 2, 3))
+    if choice == "counterbalance":
+        found = _hip_depth(kp)
+        d = (found[0] if found is not None else np.zeros(t))[:, None, None]
+        (e0, w0), (e1, w1) = poses["sides"], poses["forward"]
+        e = np.array(e0) + d * (np.array(e1) - np.array(e0)) + noise[0]
+        w = np.array(w0) + d * (np.array(w1) - np.array(w0)) + noise[1]
+        return _place_arms(kp, bf, np.broadcast_to(e, (t, 2, 3)), np.broadcast_to(w, (t, 2, 3)))
+    elbow, wrist = poses[choice]
     e = np.broadcast_to(np.array(elbow) + noise[0], (t, 2, 3))
     w = np.broadcast_to(np.array(wrist) + noise[1], (t, 2, 3))
     return _place_arms(kp, bf, e, w)

@@ -26,7 +26,7 @@ import torch
 
 from realtime.errors import WeightsError
 from realtime.plausibility import KinematicGate, apply_mask, gate_sequence
-from realtime.tcn import CausalTCN, StreamingTCN
+from realtime.tcn import CausalTCN, TCNEnsemble, streaming
 from realtime.ticks import MODEL_RATE, TickClock, step_counts
 from realtime.types import NUM_JOINTS, Prediction
 from realtime.window import (
@@ -156,8 +156,12 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return state, header
 
 
-def load_model(path: str | Path | None = None) -> tuple[CausalTCN, dict]:
-    """Read and check a checkpoint; returns the model (eval mode) and its metadata."""
+def load_model(path: str | Path | None = None, members: bool = True) -> tuple[CausalTCN | TCNEnsemble, dict]:
+    """Read and check a checkpoint; returns the model (eval mode) and its metadata.
+
+    A checkpoint whose metadata lists ``ensemble`` members (checkpoints next to it, same classes and input) loads
+    as a ``TCNEnsemble`` of itself and them (``members=False``: itself alone).
+    """
     path = Path(path) if path else DEFAULT_WEIGHTS
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
@@ -196,7 +200,19 @@ def load_model(path: str | Path | None = None) -> tuple[CausalTCN, dict]:
                            f"use the .json written with these weights")
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.eval()
-    return model, meta
+    extra = meta.get("ensemble") or []
+    if not members or not extra:
+        return model, meta
+    parts: list[CausalTCN] = [model]
+    for rel in extra:
+        member_path = path.parent / rel
+        member, member_meta = load_model(member_path, members=False)
+        if member_meta["classes"] != classes or member_meta.get("normalisation") != meta.get("normalisation") \
+                or member_meta.get("fps") != meta.get("fps"):
+            raise WeightsError(f"ensemble member {member_path.name} does not match {path.name} (classes, input "
+                               f"normalisation or frame rate); re-train it with the same data")
+        parts.append(member)
+    return TCNEnsemble(parts).eval(), meta
 
 
 # --- streaming classifier ------------------------------------------------------------------------------
@@ -212,7 +228,7 @@ class StreamingClassifier:
         self.window_length = int(metadata.get("window_length", WINDOW_LENGTH))
         self.receptive_field = model.receptive_field
         self._normaliser = make_normaliser(metadata.get("normalisation", {}))
-        self._stream = StreamingTCN(model)
+        self._stream = streaming(model)
         self._smoother = LabelSmoother(alpha=smoothing, margin=margin)
         self._window = KeypointWindow(self.window_length, (IN_CHANNELS,))  # model inputs, for ``window_probs``
         self._empty = np.zeros((1, NUM_JOINTS, 3), np.float32)

@@ -18,7 +18,7 @@ from realtime.types import EXERCISES
 log = logging.getLogger("realtime")
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
-SUBCOMMANDS = ("train", "evaluate", "extract", "build-engine", "calibrate")
+SUBCOMMANDS = ("train", "evaluate", "extract", "ensemble", "build-engine", "calibrate")
 BACKENDS = ("auto", "tensorrt", "torch2trt", "torch", "onnxruntime")
 
 

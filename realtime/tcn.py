@@ -175,3 +175,63 @@ class StreamingTCN:
     def run(self, xs: np.ndarray) -> np.ndarray:
         """(T, C_in) -> (T, num_classes), continuing the current state."""
         return np.stack([self.step(x) for x in xs]) if len(xs) else np.zeros((0, self.model.num_classes), np.float32)
+
+
+class TCNEnsemble(nn.Module):
+    """Several ``CausalTCN`` members with the same inputs and classes; their probabilities are averaged.
+
+    ``forward`` returns the log of the mean probabilities, so everything that applies a softmax to a model's
+    output gets the ensemble's mean probabilities back.
+    """
+
+    def __init__(self, members: list[CausalTCN]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0]
+        if any(m.in_channels != first.in_channels or m.num_classes != first.num_classes for m in members):
+            raise ValueError("ensemble members must share their inputs and classes")
+        self.members = nn.ModuleList(members)
+        self.in_channels, self.num_classes = first.in_channels, first.num_classes
+
+    @property
+    def receptive_field(self) -> int:
+        return max(m.receptive_field for m in self.members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([F.softmax(m(x), dim=1) for m in self.members]).mean(0)
+        return torch.log(probs.clamp_min(1e-12))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+class StreamingEnsemble:
+    """``StreamingTCN`` for a ``TCNEnsemble``: ``step`` returns the log of the members' mean probabilities."""
+
+    def __init__(self, model: TCNEnsemble) -> None:
+        self.model = model
+        self.receptive_field = model.receptive_field
+        self._members = [StreamingTCN(m) for m in model.members]
+
+    @property
+    def frames(self) -> int:
+        return self._members[0].frames
+
+    def reset(self) -> None:
+        for m in self._members:
+            m.reset()
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        probs = sum(_softmax(m.step(x)) for m in self._members) / len(self._members)
+        return np.log(np.maximum(probs, 1e-12)).astype(np.float32)
+
+    def run(self, xs: np.ndarray) -> np.ndarray:
+        return np.stack([self.step(x) for x in xs]) if len(xs) else np.zeros((0, self.model.num_classes), np.float32)
+
+
+def streaming(model: CausalTCN | TCNEnsemble) -> StreamingTCN | StreamingEnsemble:
+    """The frame-by-frame runner for a model or an ensemble."""
+    return StreamingEnsemble(model) if isinstance(model, TCNEnsemble) else StreamingTCN(model)

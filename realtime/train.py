@@ -20,6 +20,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 import textwrap
 import time
@@ -93,6 +94,10 @@ class TrainConfig:
     other_weight: float = 2.0  # ``other`` is drawn this many times as often as each exercise (broadest class)
     p_hold: float = 0.5  # chance an "other" prefix/suffix is the exercise's own first/last pose held still
     p_squat_arms: float = 0.4  # chance a squat gets its arms re-posed (forward, goblet, hips, crossed, overhead)
+    # ``--shallow-squats`` (the ensemble's second member): squats made shallower (30-80 % of their depth) with this
+    # chance, and "counterbalance" arms (raised forward as the hips go down) among the re-posed arms
+    p_squat_depth: float = 0.0
+    squat_counterbalance: bool = False
     eval_every: int = 250
     seed: int = 0
     threads: int = 1  # torch threads for the model (more than the free cores makes it much slower)
@@ -130,9 +135,12 @@ class SequenceSampler:
         self.norm = default_normalisation()
 
     def _clip(self, s: Sample) -> np.ndarray:
-        out = self.augmenter(s.keypoints, self.rng, base_speed=s.fps / MODEL_FPS)
+        kp = s.keypoints
+        if s.label == "squat" and self.cfg.p_squat_depth > 0 and self.rng.random() < self.cfg.p_squat_depth:
+            kp = augment.squat_depth(kp, self.rng)
+        out = self.augmenter(kp, self.rng, base_speed=s.fps / MODEL_FPS)
         if s.label == "squat" and self.rng.random() < self.cfg.p_squat_arms:
-            out = augment.squat_arms(out, self.rng)
+            out = augment.squat_arms(out, self.rng, counterbalance=self.cfg.squat_counterbalance)
         return out
 
     def _real_frame(self) -> np.ndarray:
@@ -240,7 +248,7 @@ class _Batches(torch.utils.data.IterableDataset):
 
 def _init_from(model: CausalTCN, classes: tuple[str, ...], init: str) -> None:
     """Copy matching weights from another checkpoint (head rows by class name)."""
-    src, meta = load_model(init)
+    src, meta = load_model(init, members=False)  # an ensemble's first member
     src_state, dst_state = src.state_dict(), model.state_dict()
     copied = 0
     for k, v in src_state.items():
@@ -667,6 +675,9 @@ def add_parsers(subparsers) -> None:
                           ("eval-every", 250), ("threads", 1), ("workers", 1)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--shallow-squats", action="store_true",
+                   help="also train on squats made shallower and with counterbalance arms (the recipe of the "
+                        "shipped ensemble's second member)")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("evaluate", help="measure a classifier on keypoint data",
@@ -694,6 +705,13 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--weights", help="ViTPose weights (default: bundled BlazePose when none are found)")
     p.add_argument("--max-frames", type=int, help="stop each video after this many frames")
     p.set_defaults(func=cmd_extract)
+
+    p = subparsers.add_parser("ensemble", help="make a checkpoint average its probabilities with other checkpoints",
+                              description="Writes the members into MODEL's .json (paths relative to it): loading "
+                                          "MODEL then gives the ensemble. Members need the same classes and input.")
+    p.add_argument("model", help="checkpoint .safetensors that becomes the ensemble")
+    p.add_argument("members", nargs="*", help="other checkpoints (.safetensors); none = undo")
+    p.set_defaults(func=cmd_ensemble)
 
 
 def _load_split(model_path: Path) -> dict | None:
@@ -735,7 +753,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, channels=args.channels,
                       levels=args.levels, eval_every=args.eval_every, seed=args.seed, threads=args.threads,
                       workers=args.workers,
-                      synthetic_other=not args.no_synthetic_other)
+                      synthetic_other=not args.no_synthetic_other,
+                      p_squat_depth=0.4 if args.shallow_squats else 0.0, squat_counterbalance=args.shallow_squats)
     with _progress() as bar:
         task = bar.add_task("training", total=cfg.steps, info="")
 
@@ -815,6 +834,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name, s in sums.items():
         print(f"{name}: {json.dumps(_brief(s))}")
     print(f"report written to {args.out}/report.md")
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    model_path = Path(args.model)
+    load_model(model_path, members=False)  # a readable checkpoint, before its metadata is touched
+    meta_file = model_path.with_suffix(".json")
+    before = meta_file.read_text()
+    meta = json.loads(before)
+    meta["ensemble"] = [os.path.relpath(Path(m), model_path.parent) for m in args.members]
+    if not meta["ensemble"]:
+        del meta["ensemble"]
+    meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+    try:
+        model, _ = load_model(model_path)
+    except RealtimeError:
+        meta_file.write_text(before)  # keep the checkpoint usable as it was
+        raise
+    size = len(model.members) if hasattr(model, "members") else 1
+    print(f"{model_path}: {size} member(s)")
     return 0
 
 

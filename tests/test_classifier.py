@@ -153,3 +153,41 @@ def test_shipped_checkpoint_loads_and_streams():
         out = clf.push(f)
     assert out.probs.sum() == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(clf.window_probs(), out.probs, atol=1e-5)
+
+
+def test_ensemble_averages_its_members_live_and_in_batch(tmp_path: Path):
+    from realtime.tcn import TCNEnsemble
+    from realtime.train import main as train_main
+
+    torch.manual_seed(1)
+    a = save_checkpoint(CausalTCN(IN_CHANNELS, len(CLASSES), channels=16, levels=6), CLASSES, {}, tmp_path / "a.safetensors")
+    b = save_checkpoint(CausalTCN(IN_CHANNELS, len(CLASSES), channels=24, levels=6), CLASSES, {}, tmp_path / "b.safetensors")
+    assert train_main(["ensemble", str(a), str(b)]) == 0
+    model, meta = load_model(a)
+    assert isinstance(model, TCNEnsemble) and len(model.members) == 2 and meta["ensemble"] == ["b.safetensors"]
+    frames = _random_stream(200, seed=4)
+    seq = np.stack([np.zeros((17, 3), np.float32) if f is None else f for f in frames])
+    alone = [StreamingClassifier(load_model(p, members=False)[0], meta, gate=False).predict_sequence(seq) for p in (a, b)]
+    ens = StreamingClassifier.load(a, gate=False)
+    live = np.stack([ens.push(f).probs for f in frames])
+    np.testing.assert_allclose(live, (alone[0] + alone[1]) / 2, atol=1e-5)
+    np.testing.assert_allclose(ens.predict_sequence(seq), live, atol=1e-5)
+    np.testing.assert_allclose(ens.window_probs(), live[-1], atol=1e-5)
+    assert train_main(["ensemble", str(a)]) == 0  # no members: back to one model
+    assert isinstance(load_model(a)[0], CausalTCN)
+
+
+def test_ensemble_member_with_other_classes_is_refused_and_nothing_changes(tmp_path: Path):
+    from realtime.train import main as train_main
+
+    a = save_checkpoint(CausalTCN(IN_CHANNELS, 4, channels=16, levels=6), CLASSES, {}, tmp_path / "a.safetensors")
+    c = save_checkpoint(CausalTCN(IN_CHANNELS, 3, channels=16, levels=6), ("squat", "pushup", OTHER_LABEL), {},
+                        tmp_path / "c.safetensors")
+    before = a.with_suffix(".json").read_text()
+    assert train_main(["ensemble", str(a), str(c)]) == 2
+    assert a.with_suffix(".json").read_text() == before
+
+
+def test_shipped_classifier_is_an_ensemble_of_two():
+    model, meta = load_model()
+    assert len(model.members) == 2 and meta["ensemble"] == ["classifier_shallow.safetensors"]

@@ -245,6 +245,21 @@ def test_real_body_edits():
     re = augment.squat_arms(kp, rng)
     np.testing.assert_array_equal(re[:, 11:], kp[:, 11:])  # hips and legs untouched
     assert not np.allclose(re[:, 7:11, :2], kp[:, 7:11, :2])
+    # shallower squats: the standing frame stays, the hips travel 30-80 % as far
+    shallow = augment.squat_depth(kp, rng)
+    hips, hips_shallow = kp[:, 11:13, 1].mean(1), shallow[:, 11:13, 1].mean(1)
+    top = int(np.argmin(hips))
+    np.testing.assert_allclose(shallow[top], kp[top], atol=1e-4)
+    assert 0.25 < np.ptp(hips_shallow) / np.ptp(hips) < 0.85
+    # counterbalance arms: hanging at the top of the rep, raised towards the shoulders at the bottom
+    for _ in range(40):  # the pose is drawn at random; counterbalance is one of seven
+        cb = augment.squat_arms(kp, rng, counterbalance=True)
+        bottom = int(np.argmax(hips))
+        wrist_below_shoulder = cb[:, 9:11, 1].mean(1) - cb[:, 5:7, 1].mean(1)
+        if wrist_below_shoulder[top] - wrist_below_shoulder[bottom] > 0.5 * augment.body_size(kp):
+            break
+    else:
+        raise AssertionError("no counterbalance arms in 40 draws")
     arms = augment.animate_arms(kp[0], 60, rng)
     assert arms is not None and arms.shape == (60, 17, 3)
     assert np.ptp(arms[:, 9:11, :2], axis=0).max() > 0.3 * augment.body_size(kp)  # the hands move
