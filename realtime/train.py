@@ -521,7 +521,9 @@ def write_report(results: list[ClipResult], classes: tuple[str, ...], out: Path,
             w.writerow([r.id, r.source, classes[r.true], classes[r.pred], f"{r.confidence:.3f}", r.frames])
     lines = [f"# {title}", ""]
     if model_info:
-        lines += [f"Model: `{model_info.get('path', '')}` ({len(classes)} classes: {', '.join(classes)}), "
+        members = "".join(f" + `{m}`" for m in model_info.get("ensemble") or [])
+        lines += [f"Model: `{model_info.get('path', '')}`{members}{' (probabilities averaged)' if members else ''} "
+                  f"({len(classes)} classes: {', '.join(classes)}), "
                   f"receptive field {model_info.get('receptive_field', '?')} frames."
                   + {True: " Plausibility rules on (as live).", False: " Network alone (plausibility rules off)."}
                   .get(model_info.get("plausibility_rules"), ""), ""]
@@ -830,7 +832,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         shown_path = shown_path.relative_to(Path.cwd())
     sums = write_report(results, classes, Path(args.out), args.title,
                         {"path": str(shown_path), "receptive_field": model.receptive_field, "split": args.split,
-                         "plausibility_rules": not args.no_gate})
+                         "plausibility_rules": not args.no_gate, "ensemble": list(meta.get("ensemble") or [])})
     for name, s in sums.items():
         print(f"{name}: {json.dumps(_brief(s))}")
     print(f"report written to {args.out}/report.md")
