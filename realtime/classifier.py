@@ -1,9 +1,10 @@
 """Live exercise classifier: COCO-17 keypoints in, one ``Prediction`` per frame out.
 
 ``StreamingClassifier.load()`` reads the shipped checkpoint (``realtime/models/classifier.safetensors`` and its
-``classifier.json`` metadata); ``push(keypoints)`` normalises the frame causally (``realtime.window``), runs one
-incremental step of the causal TCN (``realtime.tcn.StreamingTCN``, ~0.1 ms on a CPU core) and returns the
-model's class probabilities. ``realtime.plausibility`` then rules out any exercise whose defining movement has
+``classifier.json`` metadata, which names a second network: the shipped classifier is an ensemble of two whose
+probabilities are averaged); ``push(keypoints, t)`` puts the frame on the model's 30 Hz time base
+(``realtime.ticks``), normalises it causally (``realtime.window``), runs one incremental step of each causal TCN
+(``realtime.tcn.StreamingTCN``, ~0.2 ms per network on a CPU core) and returns the class probabilities. ``realtime.plausibility`` then rules out any exercise whose defining movement has
 not been seen (a deadlift without the hands ever reaching the knees, a clean & jerk without the bar overhead or on
 the floor) and renormalises. The displayed ``label`` / ``confidence`` come from an exponential moving average
 of those probabilities with a small switching margin (hysteresis) so the label does not flicker;
