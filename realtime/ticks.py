@@ -3,11 +3,12 @@
 The TCN judges the shape of the last 150 *model steps* of movement, and it was trained at 30 steps per second. A
 60 fps phone video fed frame by frame looks like a squat in slow motion, and a pose engine that keeps up with only
 5 frames a second (ViTPose-B on a CPU drops the rest of a live feed) looks like one at 6× speed: both cost real
-accuracy (Penn Action test split, shipped model: 94.9 % at 30 fps, 91.3 % at 60 fps, 89.9 % at 5 fps; at 5 fps
-with each frame held for its 6 steps, 94.6 %). ``TickClock`` therefore turns each frame's timestamp into the number
-of 30 Hz steps it stands for: 0 (a 60 fps frame between two steps: skipped), 1 (30 fps) or more (the frame is held
-for the steps that passed since the previous one). Holding was measured against interpolating between the previous
-and the current frame (also causal): holding kept 0.3–0.8 points more on Penn at 10 and 5 fps.
+accuracy (Penn Action test split, the shipped pair of networks: 95.4 % at 30 fps, 92.1 % at 60 fps, 91.7 % at
+5 fps; on this time base 95.4 / 95.4 / 95.2 %; ``bench/frame_rates.py``). ``TickClock`` therefore turns each
+frame's timestamp into the number of 30 Hz steps it stands for: 0 (a 60 fps frame between two steps: skipped),
+1 (30 fps) or more (the frame is held for the steps that passed since the previous one). Holding was measured
+against interpolating between the previous and the current frame (also causal): holding kept 0.3–0.8 points more
+on Penn at 10 and 5 fps.
 """
 
 from __future__ import annotations
