@@ -9,7 +9,7 @@ position) and crop that detection's ROI. The landmark model reads the crop as 25
 frame. When the presence score drops (or the ROI collapses) the detector runs again, in the same frame.
 
 Keypoints are the 17 COCO joints taken from the 33 BlazePose landmarks; score = visibility × presence, capped at
-0.1 for joints outside the frame.
+0.1 for joints more than a quarter torso length outside the frame.
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ LANDMARK_INPUT = 256
 BLAZEPOSE_TO_COCO = np.array([0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])
 AUX_CENTRE, AUX_SCALE = 33, 34  # auxiliary landmarks that define the next frame's ROI
 _REFINED = np.concatenate([BLAZEPOSE_TO_COCO, [AUX_CENTRE, AUX_SCALE]])
-OUTSIDE_SCORE = 0.1  # score cap for joints placed outside the frame
+OUTSIDE_SCORE = 0.1  # score cap for joints placed well outside the frame
+# How far beyond the frame edge (in torso lengths) a joint may lie and keep its score: hands planted at the bottom
+# edge in a push-up are found a few pixels outside and are right, legs cut off at the knees are guesses. Capping at
+# the edge itself hid push-up_1's wrists from the rep counter (0 of 2 reps; with this margin 2 of 2).
+OUTSIDE_MARGIN = 0.25
 MIN_ROI_PX = 16.0  # a ROI smaller than this is a collapsed track, not a person
 MAX_ROI_FRAMES = 3.0  # nor is one larger than 3 frame sizes
 
@@ -135,8 +139,11 @@ class BlazePoseEstimator:
         keypoints[:, :2] = landmarks[BLAZEPOSE_TO_COCO, :2]
         keypoints[:, 2] = landmarks[BLAZEPOSE_TO_COCO, 2] * landmarks[BLAZEPOSE_TO_COCO, 3]
         h, w = image.shape[:2]
-        outside = (keypoints[:, 0] < 0) | (keypoints[:, 0] >= w) | (keypoints[:, 1] < 0) | (keypoints[:, 1] >= h)
-        # the crop replicates the frame border, so joints beyond it are guesses the model may still score high
+        torso = float(np.hypot(*(keypoints[[5, 6], :2].mean(0) - keypoints[[11, 12], :2].mean(0))))
+        m = OUTSIDE_MARGIN * torso
+        x, y = keypoints[:, 0], keypoints[:, 1]
+        outside = (x < -m) | (x >= w + m) | (y < -m) | (y >= h + m)
+        # the crop replicates the frame border, so joints far beyond it are guesses the model may still score high
         keypoints[outside, 2] = np.minimum(keypoints[outside, 2], OUTSIDE_SCORE)
         self.tracker.follow(next_roi_box(landmarks, image.shape))
         return PoseResult(keypoints, person_box(landmarks, image.shape), infer_ms, detected, self.tracker.track_id)
