@@ -138,13 +138,7 @@ class BlazePoseEstimator:
         keypoints = np.empty((17, 3), np.float32)
         keypoints[:, :2] = landmarks[BLAZEPOSE_TO_COCO, :2]
         keypoints[:, 2] = landmarks[BLAZEPOSE_TO_COCO, 2] * landmarks[BLAZEPOSE_TO_COCO, 3]
-        h, w = image.shape[:2]
-        torso = float(np.hypot(*(keypoints[[5, 6], :2].mean(0) - keypoints[[11, 12], :2].mean(0))))
-        m = OUTSIDE_MARGIN * torso
-        x, y = keypoints[:, 0], keypoints[:, 1]
-        outside = (x < -m) | (x >= w + m) | (y < -m) | (y >= h + m)
-        # the crop replicates the frame border, so joints far beyond it are guesses the model may still score high
-        keypoints[outside, 2] = np.minimum(keypoints[outside, 2], OUTSIDE_SCORE)
+        cap_outside(keypoints, image.shape)
         self.tracker.follow(next_roi_box(landmarks, image.shape))
         return PoseResult(keypoints, person_box(landmarks, image.shape), infer_ms, detected, self.tracker.track_id)
 
@@ -184,6 +178,18 @@ class BlazePoseEstimator:
         if not MIN_ROI_PX <= next_roi.size <= MAX_ROI_FRAMES * max(image.shape[:2]):
             return None  # collapsed or exploded: not a person any more
         return landmarks, next_roi
+
+
+def cap_outside(keypoints: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Cap (in place) the score of (17, 3) keypoints lying more than ``OUTSIDE_MARGIN`` torso lengths outside a frame
+    of ``shape``: the crop replicates the frame border, so joints far beyond it are guesses the model may still score
+    high."""
+    h, w = shape[:2]
+    m = OUTSIDE_MARGIN * float(np.hypot(*(keypoints[[5, 6], :2].mean(0) - keypoints[[11, 12], :2].mean(0))))
+    x, y = keypoints[:, 0], keypoints[:, 1]
+    outside = (x < -m) | (x >= w + m) | (y < -m) | (y >= h + m)
+    keypoints[outside, 2] = np.minimum(keypoints[outside, 2], OUTSIDE_SCORE)
+    return keypoints
 
 
 def person_box(landmarks: np.ndarray, shape: tuple[int, ...], min_score: float = 0.5, margin: float = 0.1) -> np.ndarray:

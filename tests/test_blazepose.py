@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import shared_file
 
-from realtime.blazepose import BlazePoseEstimator, refine_from_heatmap
+from realtime.blazepose import OUTSIDE_MARGIN, OUTSIDE_SCORE, BlazePoseEstimator, cap_outside, refine_from_heatmap
 from realtime.errors import RealtimeError
 from realtime.pose import PoseEstimator
 
@@ -165,3 +165,16 @@ def test_vitpose_only_options_are_named_when_blazepose_runs():
     est, reason = create_pose_estimator("blazepose-lite")
     est.close()
     assert "ViTPose only" not in reason
+
+
+def test_joints_just_outside_the_frame_keep_their_score_far_ones_are_capped():
+    kp = np.zeros((17, 3), np.float32)
+    kp[:, :2] = (300.0, 300.0)
+    kp[[5, 6], 1], kp[[11, 12], 1] = 200.0, 400.0  # torso 200 px: the margin is OUTSIDE_MARGIN * 200 px
+    kp[:, 2] = 0.9
+    kp[9] = (300.0, 480 + OUTSIDE_MARGIN * 200 - 10, 0.9)  # a wrist just below a 640x480 frame's edge
+    kp[15] = (300.0, 480 + OUTSIDE_MARGIN * 200 + 10, 0.9)  # an ankle well below it
+    kp[0] = (-OUTSIDE_MARGIN * 200 - 10, 100.0, 0.9)  # the nose beyond the left edge
+    out = cap_outside(kp.copy(), (480, 640, 3))
+    assert out[9, 2] == pytest.approx(0.9) and out[15, 2] == OUTSIDE_SCORE and out[0, 2] == OUTSIDE_SCORE
+    assert (out[[5, 6, 11, 12], 2] == np.float32(0.9)).all()
