@@ -30,16 +30,18 @@ def _limb_color(a: int, b: int) -> tuple[int, int, int]:
 
 def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, min_score: float = 0.3, thickness: int = 3) -> None:
     """Draw COCO-17 limbs and joints in place; joints below ``min_score`` are left out."""
-    pts = keypoints[:, :2]
-    ok = keypoints[:, 2] >= min_score
+    ok = (keypoints[:, 2] >= min_score) & np.isfinite(keypoints[:, :2]).all(1)
+    # integer pixel tuples once per frame (numpy-scalar round() per point costs more than the drawing)
+    pts = [tuple(p) for p in np.rint(np.where(ok[:, None], keypoints[:, :2], 0)).astype(int).tolist()]
+    ok = ok.tolist()
     for a, b in COCO17_SKELETON:
         if ok[a] and ok[b]:
-            pa = (int(round(pts[a, 0])), int(round(pts[a, 1])))
-            pb = (int(round(pts[b, 0])), int(round(pts[b, 1])))
-            cv2.line(image, pa, pb, _limb_color(a, b), thickness, cv2.LINE_AA)
-    for j in np.flatnonzero(ok):
+            cv2.line(image, pts[a], pts[b], _limb_color(a, b), thickness, cv2.LINE_AA)
+    for j in range(len(pts)):
+        if not ok[j]:
+            continue
         color = LEFT_COLOR if j in LEFT_JOINTS else RIGHT_COLOR if j in RIGHT_JOINTS else CENTER_COLOR
-        center = (int(round(pts[j, 0])), int(round(pts[j, 1])))
+        center = pts[j]
         cv2.circle(image, center, thickness + 2, color, -1, cv2.LINE_AA)
         cv2.circle(image, center, thickness + 2, (0, 0, 0), 1, cv2.LINE_AA)
 
@@ -58,7 +60,7 @@ def _panel(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, alpha: float =
     if x2 <= x1 or y2 <= y1:
         return
     roi = image[y1:y2, x1:x2]
-    roi[:] = (roi * (1 - alpha)).astype(np.uint8)
+    roi[:] = cv2.convertScaleAbs(roi, alpha=1 - alpha)  # darken in uint8 (a float round trip costs 4x)
 
 
 def draw_overlay(
