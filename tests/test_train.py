@@ -135,6 +135,13 @@ def test_cli_train_save_load_evaluate(tmp_path: Path):
     plain = tmp_path / "eval_plain"
     assert main(["evaluate", "--model", str(out), "--data", f"npz={data}", "--out", str(plain), "--no-gate"]) == 0
     assert "plausibility rules off" in (plain / "report.md").read_text()
+    # the second member's recipe: shallow squats and counterbalance arms, recorded with the weights
+    second = tmp_path / "model" / "clf_shallow.safetensors"
+    assert main(["train", "--data", f"npz={data}", "--out", str(second), "--steps", "4", "--channels", "16",
+                 "--levels", "3", "--eval-every", "4", "--workers", "0", "--shallow-squats"]) == 0
+    config = json.loads(second.with_suffix(".json").read_text())["training"]["config"]
+    assert config["p_squat_depth"] == 0.4 and config["squat_counterbalance"] is True
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["config"]["p_squat_depth"] == 0.0
 
 
 def test_cli_errors_exit_2(tmp_path: Path, capsys):
