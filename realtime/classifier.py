@@ -27,7 +27,7 @@ import torch
 
 from realtime.errors import WeightsError
 from realtime.plausibility import KinematicGate, apply_mask, gate_sequence
-from realtime.tcn import CausalTCN, TCNEnsemble, streaming
+from realtime.tcn import CausalTCN, TCNEnsemble, softmax, streaming
 from realtime.ticks import MODEL_RATE, TickClock, step_counts
 from realtime.types import NUM_JOINTS, Prediction
 from realtime.window import (
@@ -99,12 +99,6 @@ class LabelSmoother:
         """(T, C) probabilities -> (T,) displayed labels from a fresh state."""
         self.reset()
         return np.array([self.update(p)[0] for p in probs], int)
-
-
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = logits - logits.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
 # --- checkpoint files ----------------------------------------------------------------------------------
@@ -221,7 +215,7 @@ def load_model(path: str | Path | None = None, members: bool = True) -> tuple[Ca
 class StreamingClassifier:
     """Frame-by-frame exercise classifier (one instance per video stream)."""
 
-    def __init__(self, model: CausalTCN, metadata: dict, smoothing: float = 0.3, margin: float = 0.1,
+    def __init__(self, model: CausalTCN | TCNEnsemble, metadata: dict, smoothing: float = 0.3, margin: float = 0.1,
                  gate: bool = True) -> None:
         self.model = model.eval()
         self.metadata = metadata
@@ -320,31 +314,37 @@ class StreamingClassifier:
         return predict_sequence(self.model, self.metadata, keypoints, gate=self._gate is not None, fps=fps)
 
 
-def steps_of_clip(metadata: dict, n_frames: int, fps: float | None) -> np.ndarray:
-    """(T,) model steps per frame of a clip at ``fps`` (None: one step per frame), as ``push(kp, t)`` takes them."""
+def predict_steps(model: CausalTCN | TCNEnsemble, metadata: dict, keypoints: np.ndarray, gate: bool = True,
+                  fps: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 17, 3) pixel keypoints -> ((S, C) probabilities per model step, (T,) index of each frame's last step), as
+    a fresh stream given ``push(kp, i / fps)`` would produce them (``fps`` None: one step per frame; a frame the time
+    base skips shows the previous frame's step). ``gate``: with the plausibility rules."""
+    keypoints = np.asarray(keypoints, np.float32)
     if fps is None:
-        return np.ones(n_frames, np.int64)
-    return step_counts(n_frames, fps, float(metadata.get("fps", MODEL_RATE)))
+        steps = np.ones(len(keypoints), np.int64)
+    else:
+        steps = step_counts(len(keypoints), fps, float(metadata.get("fps", MODEL_RATE)))
+    last_step = np.cumsum(steps) - 1
+    if len(keypoints) == 0:
+        return np.zeros((0, model.num_classes), np.float32), last_step
+    held = keypoints[np.repeat(np.arange(len(keypoints)), steps)]  # each frame held for the steps it stands for
+    x = features(held, make_normaliser(metadata.get("normalisation", {})))
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(x.T[None].copy()))[0].numpy().T
+    probs = softmax(logits)
+    if gate:
+        classes = tuple(metadata["classes"])
+        probs = apply_mask(probs, gate_sequence(classes, held), classes)
+    return probs, last_step
 
 
-def predict_sequence(model: CausalTCN, metadata: dict, keypoints: np.ndarray, gate: bool = True,
+def predict_sequence(model: CausalTCN | TCNEnsemble, metadata: dict, keypoints: np.ndarray, gate: bool = True,
                      fps: float | None = None) -> np.ndarray:
     """(T, 17, 3) pixel keypoints -> (T, C) per-frame probabilities, as a fresh stream would give them
     (``gate``: with the plausibility rules, as ``StreamingClassifier`` applies them by default; ``fps``: put the
     frames on the model's time base as ``push(kp, t)`` does, None = one step per frame)."""
-    if len(keypoints) == 0:
-        return np.zeros((0, model.num_classes), np.float32)
-    keypoints = np.asarray(keypoints, np.float32)
-    if fps is not None:
-        steps = steps_of_clip(metadata, len(keypoints), fps)
-        per_step = predict_sequence(model, metadata, keypoints[np.repeat(np.arange(len(keypoints)), steps)], gate)
-        return per_step[np.cumsum(steps) - 1]  # each frame shows its last step (a skipped frame: the previous one's)
-    x = features(keypoints, make_normaliser(metadata.get("normalisation", {})))
-    with torch.no_grad():
-        logits = model.eval()(torch.from_numpy(x.T[None].copy()))[0].numpy().T
-    probs = softmax(logits)
-    classes = tuple(metadata["classes"])
-    return apply_mask(probs, gate_sequence(classes, keypoints), classes) if gate else probs
+    per_step, last_step = predict_steps(model, metadata, keypoints, gate, fps)
+    return per_step[last_step]
 
 
 def load(path: str | Path | None = None, **kwargs) -> StreamingClassifier:

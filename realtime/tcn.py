@@ -107,6 +107,13 @@ class CausalTCN(nn.Module):
         return self.head(h)
 
 
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Class probabilities (float32) from logits along ``axis``."""
+    z = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
 class _Ring:
     """Last (k - 1) d + 1 inputs of one convolution; ``taps`` returns them in kernel order, flattened."""
 
@@ -203,11 +210,6 @@ class TCNEnsemble(nn.Module):
         return torch.log(probs.clamp_min(1e-12))
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max())
-    return e / e.sum()
-
-
 class StreamingEnsemble:
     """``StreamingTCN`` for a ``TCNEnsemble``: ``step`` returns the log of the members' mean probabilities."""
 
@@ -225,11 +227,8 @@ class StreamingEnsemble:
             m.reset()
 
     def step(self, x: np.ndarray) -> np.ndarray:
-        probs = sum(_softmax(m.step(x)) for m in self._members) / len(self._members)
+        probs = sum(softmax(m.step(x)) for m in self._members) / len(self._members)
         return np.log(np.maximum(probs, 1e-12)).astype(np.float32)
-
-    def run(self, xs: np.ndarray) -> np.ndarray:
-        return np.stack([self.step(x) for x in xs]) if len(xs) else np.zeros((0, self.model.num_classes), np.float32)
 
 
 def streaming(model: CausalTCN | TCNEnsemble) -> StreamingTCN | StreamingEnsemble:

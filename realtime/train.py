@@ -43,13 +43,12 @@ from realtime.classifier import (
     features,
     load_model,
     make_normaliser,
-    predict_sequence,
+    predict_steps,
     save_checkpoint,
-    steps_of_clip,
 )
 from realtime.datasets import DATASETS, Sample, load_data, parse_spec, split_samples, subset, synthetic_other
 from realtime.errors import DataError, RealtimeError
-from realtime.tcn import CausalTCN
+from realtime.tcn import CausalTCN, TCNEnsemble
 from realtime.ticks import MODEL_RATE
 from realtime.types import EXERCISES, NUM_JOINTS, OTHER_LABEL
 
@@ -352,9 +351,7 @@ def run_eval(model: CausalTCN, metadata: dict, samples: list[Sample],
             continue
         y = classes.index(s.label)
         # on the model's time base, as live: a frame shows the prediction (and the smoothed label) of its last step
-        steps = steps_of_clip(metadata, len(s), s.fps)
-        per_step = predict_sequence(model, metadata, s.keypoints[np.repeat(np.arange(len(s)), steps)], gate=gate)
-        last_step = np.cumsum(steps) - 1
+        per_step, last_step = predict_steps(model, metadata, s.keypoints, gate=gate, fps=s.fps)
         probs = per_step[last_step]
         raw = probs.argmax(1)
         shown = smoother.run(per_step)[last_step]
@@ -854,7 +851,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     except RealtimeError:
         meta_file.write_text(before)  # keep the checkpoint usable as it was
         raise
-    size = len(model.members) if hasattr(model, "members") else 1
+    size = len(model.members) if isinstance(model, TCNEnsemble) else 1
     print(f"{model_path}: {size} member(s)")
     return 0
 
