@@ -3,7 +3,7 @@
     python bench/frame_rates.py [--data ../shared/data/penn_action] [--json out/frame_rates.json]
 
 Penn Action's test split (the shipped model's split file) is re-timed from its 30 fps keypoints: 60 fps by linear
-interpolation (a joint's score is the lower of its two neighbours), 15 / 10 / 5 fps by keeping every 2nd / 3rd /
+interpolation (``realtime.augment.time_warp``, as training re-times clips), 15 / 10 / 5 fps by keeping every 2nd / 3rd /
 6th frame (a source that is slower, or a pose engine that keeps up with only that many frames of a live feed).
 Each clip is then classified twice: with one model step per frame (``predict_sequence`` without ``fps``) and on
 the time base (``fps=``), plausibility rules on, as live. Clip accuracy = argmax of the mean probabilities.
@@ -17,22 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.augment import time_warp
 from realtime.classifier import DEFAULT_WEIGHTS, load_model, predict_sequence
 from realtime.datasets import read_penn_action, subset
 
 
 def retime(kp: np.ndarray, factor: int | float) -> np.ndarray:
-    """(T, 17, 3) at 30 fps -> ``factor`` × the frame rate (2: interpolated to 60 fps; 1/k: every k-th frame)."""
+    """(T, 17, 3) at 30 fps -> ``factor`` × the frame rate (2: 60 fps, interpolated by the training code's
+    ``time_warp``; 1/k: every k-th frame, as a source that slow or a pose engine that drops the rest gives them)."""
     if factor < 1:
         return kp[:: int(round(1 / factor))]
-    t = np.arange(0, len(kp) - 1 + 1e-9, 1 / factor)
-    i0 = np.floor(t).astype(int)
-    i1 = np.minimum(i0 + 1, len(kp) - 1)
-    w = (t - i0)[:, None]
-    out = kp[i0].copy()
-    out[..., :2] = kp[i0, :, :2] * (1 - w[..., None]) + kp[i1, :, :2] * w[..., None]
-    out[..., 2] = np.minimum(kp[i0, :, 2], kp[i1, :, 2])
-    return out.astype(np.float32)
+    return time_warp(kp, 1 / factor)
 
 
 def main() -> None:
