@@ -6,7 +6,10 @@
 #   1. correctness: fp16 vs fp32 heatmaps, CUDA-graph vs eager, GPU crop (TorchCropper) vs OpenCV crop
 #   2. fp16 + CUDA graphs: batch-1 latency p50/p95, throughput for batch 1..64, 2-stream throughput, how many
 #      live 30-fps streams one GPU sustains with dynamic batching at p95 < 100 ms
-#   3. the same in fp16 eager and in fp32 eager (reference)
+#   3. the same in fp16 eager and in fp32 eager (reference), and fp16 with torch.compile at batch 1 and 64
+#   4. the CUDA-only unit tests (tests/test_torch_backend.py, which skip here without a GPU)
+#   5. with GPU_CHECK_CLIP=video: the whole live pipeline (`run_live.py --bench`) on that clip, BlazePose-full on
+#      the CPU vs ViTPose-S/B fp16 on the GPU (needs ai-edge-litert for the person detector)
 # Everything lands in $OUT (JSON per run, logs, nvidia-smi, summary.txt).
 #
 # Run on the device machine:   bash bench/gpu_check.sh
@@ -29,12 +32,13 @@ fi
 mkdir -p "$OUT"
 : > "$OUT/summary.txt"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PY="${PYTHON:-python3}"   # the GPU image has python3 only
 start=$(date +%s)
 
 { nvidia-smi || echo "nvidia-smi not available"; } > "$OUT/nvidia-smi.txt" 2>&1
 
 # 1. environment + correctness (small, fast)
-timeout "$LIMIT" python - "$OUT/check.json" "$DEVICE" "$VARIANT" "${GPU_CHECK_TINY:-0}" > "$OUT/check.log" 2>&1 <<'EOF'
+timeout "$LIMIT" "$PY" - "$OUT/check.json" "$DEVICE" "$VARIANT" "${GPU_CHECK_TINY:-0}" > "$OUT/check.log" 2>&1 <<'EOF'
 import importlib.util, json, sys, time
 import numpy as np, torch
 out, device, variant, tiny = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
@@ -77,7 +81,7 @@ echo "check: exit $? ($(( $(date +%s) - start )) s)" | tee -a "$OUT/summary.txt"
 
 run() {
   local name=$1; shift
-  timeout "$LIMIT" python -m realtime.bench_gpu --variant "$VARIANT" --device "$DEVICE" --seconds "$SECONDS_PER" \
+  timeout "$LIMIT" "$PY" -m realtime.bench_gpu --variant "$VARIANT" --device "$DEVICE" --seconds "$SECONDS_PER" \
     --stream-trial-s "$TRIAL_S" --max-trials "$TRIALS" "${EXTRA[@]}" "$@" --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1
   echo "$name: exit $? ($(( $(date +%s) - start )) s)" | tee -a "$OUT/summary.txt"
 }
@@ -88,18 +92,42 @@ if [[ "$DEVICE" == "cpu" ]]; then   # smoke test: one run is enough to check the
 else
   run "vitpose_${VARIANT}_fp16_cudagraph" --backend torch --precision fp16 --cuda-graphs --batch-sizes "$BATCHES" --streams 2
   run "vitpose_${VARIANT}_fp16_eager" --backend torch --precision fp16 --batch-sizes "$BATCHES" --streams 2
-  run "vitpose_${VARIANT}_fp32_reference" --backend torch --precision fp32 --batch-sizes 1,8,32 --streams 1
+  if [[ "${GPU_CHECK_FP32:-1}" == "1" ]]; then
+    run "vitpose_${VARIANT}_fp32_reference" --backend torch --precision fp32 --batch-sizes 1,8,32 --streams 1
+  fi
+  if [[ "${GPU_CHECK_COMPILE:-1}" == "1" ]]; then   # torch.compile costs ~10-20 s per batch size: two sizes only
+    run "vitpose_${VARIANT}_fp16_compile_cudagraph" --backend torch --precision fp16 --cuda-graphs --compile \
+      --batch-sizes 1,64 --streams 1 --max-trials 0
+  fi
+fi
+
+# 4. the CUDA-only unit tests
+if [[ "$DEVICE" != "cpu" ]]; then
+  timeout "$LIMIT" "$PY" -m pytest -q -p no:cacheprovider -m "not slow" tests/test_torch_backend.py \
+    > "$OUT/pytest_cuda.log" 2>&1
+  echo "pytest (CUDA tests): exit $? ($(( $(date +%s) - start )) s); $(tail -n 1 "$OUT/pytest_cuda.log")" \
+    | tee -a "$OUT/summary.txt"
+fi
+
+# 5. end to end on a real clip: decode once, then pose + classifier + reps + overlay per frame
+if [[ -n "${GPU_CHECK_CLIP:-}" ]]; then
+  timeout "$LIMIT" "$PY" run_live.py --bench --source "$GPU_CHECK_CLIP" --bench-frames "${GPU_CHECK_CLIP_FRAMES:-198}" \
+    --pose-model "${GPU_CHECK_E2E_MODELS:-blazepose-full,vitpose-s,vitpose-b}" --backend torch --weights random \
+    --precision "$( [[ "$DEVICE" == "cpu" ]] && echo fp32 || echo fp16 )" --bench-repeats "${GPU_CHECK_REPEATS:-3}" \
+    --bench-json "$OUT/e2e.json" > "$OUT/e2e.log" 2>&1
+  echo "e2e pipeline bench: exit $? ($(( $(date +%s) - start )) s)" | tee -a "$OUT/summary.txt"
 fi
 
 # compact table for the log
-python - "$OUT" >> "$OUT/summary.txt" 2>&1 <<'EOF'
+"$PY" - "$OUT" >> "$OUT/summary.txt" 2>&1 <<'EOF'
 import json, pathlib, sys
 for p in sorted(pathlib.Path(sys.argv[1]).glob("vitpose_*.json")):
     r = json.loads(p.read_text())
     tp = {t["batch"]: t["frames_per_s"] for t in r["throughput"]}
-    ls = r["live_streams"]
+    ls = r.get("live_streams", {"max_streams": "-", "latency_budget_ms": "-", "upper_bound_found": "-"})
+    dr = {t["batch"]: t["frames_per_s"] for t in r.get("device_resident", [])}
     print(f"{p.stem}: {r['backend']} on {r['info'].get('gpu') or r['info'].get('cpu')}: batch1 p50 "
-          f"{r['batch1']['p50_ms']} ms p95 {r['batch1']['p95_ms']} ms; frames/s by batch {tp}; "
+          f"{r['batch1']['p50_ms']} ms p95 {r['batch1']['p95_ms']} ms; frames/s by batch {tp}; on-GPU only {dr}; "
           f"multistream {r.get('multistream', {}).get('frames_per_s')}; live 30-fps streams {ls['max_streams']} "
           f"(p95<{ls['latency_budget_ms']} ms, bound found: {ls['upper_bound_found']})")
 EOF

@@ -218,3 +218,14 @@ def test_bench_alternates_baseline_and_pipeline_and_writes_its_report(tmp_path):
     assert run["frames"] == 12 and run["dropped"] == 0
     assert {"pose", "classifier", "reps", "draw"} <= set(run["stages_ms"])
     assert report["machine"]["cores"] >= 1
+
+
+def test_bench_decodes_files_with_opencv_where_pyav_is_missing(squat_clip, monkeypatch):
+    from realtime import bench
+
+    with_av, fps_av, _ = bench.load_frames(str(squat_clip), 5)
+    monkeypatch.setattr(bench, "_has_pyav", lambda: False)
+    frames, fps, label = bench.load_frames(str(squat_clip), 5)
+    assert len(frames) == 5 and "OpenCV" in label and abs(fps - fps_av) < 0.01
+    assert frames[0].shape == with_av[0].shape
+    assert np.abs(frames[0].astype(int) - with_av[0].astype(int)).mean() < 3  # same picture, decoder rounding aside

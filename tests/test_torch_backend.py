@@ -14,7 +14,13 @@ from conftest import REPO
 
 from realtime import topdown, vitpose
 from realtime.backends import PoseBackend, load_factory
-from realtime.backends.torch_backend import MultiStreamRunner, TorchBackend, TorchCropper, bucket_for
+from realtime.backends.torch_backend import (
+    HeatmapNet,
+    MultiStreamRunner,
+    TorchBackend,
+    TorchCropper,
+    bucket_for,
+)
 from realtime.bench_gpu import main as bench_main
 from realtime.bench_gpu import max_streams, run_gpu_bench, simulate_streams
 from realtime.errors import BackendUnavailable
@@ -46,6 +52,28 @@ def test_cpu_fp32_matches_the_model(tiny, crops):
     with pytest.raises(ValueError):
         be.infer(crops[:, :, :128])
     be.close()
+
+
+def test_factory_turns_cuda_graphs_on_only_where_they_exist(tiny, caplog):
+    be = load_factory("torch")(tiny, None, "fp32", "cpu")
+    assert not be.cuda_graphs and "cudagraph" not in be.name
+    assert "CUDA graphs need" not in caplog.text  # the default is no request, so no warning on the CPU
+    assert not load_factory("torch")(tiny, None, "fp32", "cpu", cuda_graphs=False).cuda_graphs
+
+
+def test_channels_last_head_changes_layout_not_results(crops):
+    torch.manual_seed(0)
+    model = vitpose.build_vitpose("s", tiny=True).eval()
+    x = torch.from_numpy(crops[:2])
+    with torch.inference_mode():
+        ref = HeatmapNet(model)(x)
+        net = HeatmapNet(model, channels_last_head=True)
+        HeatmapNet(model, channels_last_head=True)  # a second wrapper must not stack a second hook
+        out = net(x)
+    assert len(model.head._forward_pre_hooks) == 1
+    assert out.is_contiguous(memory_format=torch.channels_last) and not ref.is_contiguous(
+        memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
 
 
 def test_bucket_padding_does_not_change_results(tiny, crops):
@@ -143,6 +171,12 @@ def test_max_streams_search_brackets_the_capacity():
     assert all(t["p95_ms"] < 50 for t in res["trials"] if t["sources"] <= res["max_streams"] and t["ok"])
 
 
+def test_gpu_bench_skips_the_stream_search_with_zero_trials():
+    report = run_gpu_bench("s", "torch", "fp32", batch_sizes=(1,), streams=1, seconds=0.05, device="cpu", tiny=True,
+                           max_trials=0, preprocess_check=False)
+    assert "live_streams" not in report and report["throughput"][0]["batch"] == 1
+
+
 def test_gpu_bench_runs_on_the_cpu_with_tiny_settings():
     report = run_gpu_bench("s", "torch", "fp32", batch_sizes=(1, 2), streams=2, seconds=0.1, device="cpu",
                            tiny=True, stream_trial_s=0.3, max_trials=2, preprocess_check=True)
@@ -152,6 +186,7 @@ def test_gpu_bench_runs_on_the_cpu_with_tiny_settings():
     assert all(t["frames_per_s"] > 0 for t in report["throughput"])
     assert isinstance(report["live_streams"]["max_streams"], int) and report["live_streams"]["trials"]
     assert "cpu" in report["info"] and "random" in report["weights"]
+    assert "device_resident" not in report  # GPU only
     assert set(report["preprocess"]) == {"1_people", "8_people"}
     json.dumps(report)  # JSON-able
 
@@ -203,6 +238,14 @@ def test_cuda_fp16_and_graphs_match_fp32(tiny, crops):
     assert rel < 1e-2
     for n in (1, 3, 5):
         np.testing.assert_allclose(graph.infer(crops[:n]), h[:n], atol=1e-3)
+
+
+@cuda
+def test_cuda_factory_uses_graphs_by_default(tiny, crops):
+    be = load_factory("torch")(tiny, None, "fp16", "cuda", max_batch=8)
+    assert be.name == "torch[cuda,fp16,cudagraph]"
+    eager = load_factory("torch")(tiny, None, "fp16", "cuda", max_batch=8, cuda_graphs=False)
+    np.testing.assert_allclose(be.infer(crops[:1]), eager.infer(crops[:1]), atol=1e-3)
 
 
 @cuda
