@@ -32,7 +32,7 @@ GATES: tuple[str, ...] = ("none", "horizontal", "hands_overhead")
 _REP_KEYS: dict[str, type] = {
     "signal": str, "rest": str, "rest_signal": str, "full_rom": float, "min_rom": float, "enter_frac": float, "exit_frac": float,
     "turn_frac": float, "partial_frac": float, "prior_frac": float, "min_rep_s": float, "max_rep_s": float,
-    "gate": str, "smooth_s": float, "median_frames": int,
+    "gate": str, "smooth_s": float, "median_frames": int, "scored_at": str,
 }
 
 
@@ -55,6 +55,7 @@ class RepParams:
     gate: str
     smooth_s: float
     median_frames: int
+    scored_at: str = "rest"  # "rest" | "turn": where the rep is achieved (matters when a stream ends mid-rep)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,9 @@ def _build_config(raw: dict, strictness: str, path: str) -> AnalyzerConfig:
     for ex in EXERCISES:
         if ex not in raw["reps"]:
             raise RealtimeError(f"form config {path} lacks [reps.{ex}]; add it (see the packaged file)")
-        merged = {"smooth_s": general.get("smooth_s", 0.06), "median_frames": general.get("median_frames", 3)}
+        # scored_at is newer than some users' copies of this file: missing = the behaviour those copies had
+        merged = {"smooth_s": general.get("smooth_s", 0.06), "median_frames": general.get("median_frames", 3),
+                  "scored_at": "rest"}
         merged.update(default)
         merged.update(raw["reps"][ex])
         values = {}
@@ -127,6 +130,8 @@ def _build_config(raw: dict, strictness: str, path: str) -> AnalyzerConfig:
             raise RealtimeError(f"form config {path}: reps.{ex}.rest must be \"top\" or \"bottom\"")
         if p.rest_signal not in ("high", "low"):
             raise RealtimeError(f"form config {path}: reps.{ex}.rest_signal must be \"high\" or \"low\"")
+        if p.scored_at not in ("rest", "turn"):
+            raise RealtimeError(f"form config {path}: reps.{ex}.scored_at must be \"rest\" or \"turn\"")
         if p.gate not in GATES:
             raise RealtimeError(f"form config {path}: reps.{ex}.gate must be one of {', '.join(GATES)}")
         if not (p.full_rom > 0 and p.min_rom > 0 and 0 < p.enter_frac < 1 and 0 < p.exit_frac < 1

@@ -229,12 +229,18 @@ class SignalCounter:
                          t - turn_t)
 
     def flush(self, frame: int, t: float) -> _Finished | None:
-        """End of stream: a rep past its turn and at least half-way back counts as finished."""
-        if self.state != "back" or self.value is None:
+        """End of stream: a rep past its turn and at least half-way back counts as finished; for an exercise scored
+        at the turn (``scored_at = "turn"``: a pull-up counts once the chin is over the bar), so does one that got
+        within ``exit_frac`` of the usual depth, even if the lifter had not started back."""
+        if self.state not in ("away", "back") or self.value is None:
             return None
         u = self.sign * self.value
         rom = self._r - self._extreme[0]
-        if rom <= 0 or (u - self._extreme[0]) < 0.5 * rom:
+        if rom <= 0:
+            return None
+        half_way_back = self.state == "back" and u - self._extreme[0] >= 0.5 * rom
+        reached = self.p.scored_at == "turn" and rom >= (1.0 - self.p.exit_frac) * self._reference_rom()
+        if not (half_way_back or reached):
             return None
         return self._finish(frame, t, u, rom)
 

@@ -308,6 +308,25 @@ def test_finish_counts_a_rep_cut_by_the_end_of_the_file():
     assert len(ra.finish()) == 1 and ra.summary()["total_reps"] == 3
 
 
+def _ends_mid_rep(pose, depth_reached: float, exercise: str) -> list[RepEvent]:
+    """Two full reps, then a rep that goes to ``depth_reached`` (1 = full) and the file ends there."""
+    frames = stream(pose, [("rest", 1.0)] + [("rep", 1.8, 1.0), ("rest", 0.5)] * 2)
+    t = frames[-1][0]
+    for k in range(1, 31):
+        t += 1 / FPS
+        frames.append((t, pose(depth_reached * k / 30)))
+    ra, ups = run(frames, exercise=exercise)
+    assert ups[-1].count == 2
+    return ra.finish()
+
+
+def test_finish_counts_a_pullup_that_reached_the_top_but_not_a_squat_at_the_bottom():
+    # a pull-up is achieved at the top (chin over the bar); a squat only once standing again
+    assert len(_ends_mid_rep(pullup_pose, 1.0, "pullup")) == 1
+    assert _ends_mid_rep(pullup_pose, 0.1, "pullup") == []  # elbows bent ~40° of the ~90° a pull-up takes: not one
+    assert _ends_mid_rep(squat_pose, 1.0, "squat") == []
+
+
 def test_label_following_with_hysteresis():
     frames = stream(squat_pose, reps_plan(4))
     ra = RepAnalyzer(fps=FPS)
