@@ -15,6 +15,7 @@ Keypoints are the 17 COCO joints taken from the 33 BlazePose landmarks; score = 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import numpy as np
@@ -33,6 +34,7 @@ BLAZEPOSE_TO_COCO = np.array([0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25,
 AUX_CENTRE, AUX_SCALE = 33, 34  # auxiliary landmarks that define the next frame's ROI
 _REFINED = np.concatenate([BLAZEPOSE_TO_COCO, [AUX_CENTRE, AUX_SCALE]])
 OUTSIDE_SCORE = 0.1  # score cap for joints placed well outside the frame
+HEAD_DOWN = math.radians(120)  # detector crops turned further are also tried the other way up (see _track)
 # How far beyond the frame edge (in torso lengths) a joint may lie and keep its score: hands planted at the bottom
 # edge in a push-up are found a few pixels outside and are right, legs cut off at the knees are guesses. Capping at
 # the edge itself hid push-up_1's wrists from the rep counter (0 of 2 reps; with this margin 2 of 2).
@@ -150,12 +152,30 @@ class BlazePoseEstimator:
         index = self.tracker.select([(p.box, p.score) for p in people], image.shape)
         if index is None:
             return None
-        return self._track(image, people[index].roi())
+        return self._track(image, people[index].roi(), detected=True)
 
-    def _track(self, image: np.ndarray, roi: RotatedRoi) -> tuple[np.ndarray, RotatedRoi] | None:
-        """Landmarks inside ``roi`` and the ROI they predict for the next frame, or None when the pose is gone."""
+    def _track(self, image: np.ndarray, roi: RotatedRoi, detected: bool = False
+               ) -> tuple[np.ndarray, RotatedRoi] | None:
+        """Landmarks inside ``roi`` and the ROI they predict for the next frame, or None when the pose is gone.
+
+        A ``detected`` crop (from the detector, not from the last frame's pose) that would show the body head-down
+        is also tried the other way up, and the read that shows more of a body inside the frame is kept: with the
+        head out of the frame the detector can take the legs for arms and the whole body for upside down (squat_24
+        starts like that), while a push-up filmed from the front really does put the head below the hips. Once
+        chosen, the orientation is followed from frame to frame without a second model run.
+        """
         if not MIN_ROI_PX <= roi.size <= MAX_ROI_FRAMES * max(image.shape[:2]):
             return None
+        found = self._landmarks(image, roi)
+        if detected and abs(roi.rotation) > HEAD_DOWN:
+            other = self._landmarks(image, roi.turned())
+            if other is not None and (found is None or _seen_in_frame(other[1], image.shape)
+                                      > _seen_in_frame(found[1], image.shape)):
+                found = other
+        return None if found is None else found[1:]
+
+    def _landmarks(self, image: np.ndarray, roi: RotatedRoi) -> tuple[float, np.ndarray, RotatedRoi] | None:
+        """(presence score, landmarks, next ROI) from the landmark model on ``roi``; None below ``min_presence``."""
         t0 = time.perf_counter()
         crop = roi.crop(image, LANDMARK_INPUT)
         tensor = crop[None, :, :, ::-1].astype(np.float32) * (1.0 / 255.0)  # BGR -> RGB in [0, 1]
@@ -177,7 +197,15 @@ class BlazePoseEstimator:
         next_roi = RotatedRoi.from_alignment(landmarks[AUX_CENTRE, :2], landmarks[AUX_SCALE, :2])
         if not MIN_ROI_PX <= next_roi.size <= MAX_ROI_FRAMES * max(image.shape[:2]):
             return None  # collapsed or exploded: not a person any more
-        return landmarks, next_roi
+        return flag, landmarks, next_roi
+
+
+def _seen_in_frame(landmarks: np.ndarray, shape: tuple[int, ...]) -> float:
+    """How much of a body a read shows: the summed scores of its COCO joints that lie inside the frame."""
+    joints = landmarks[BLAZEPOSE_TO_COCO]
+    h, w = shape[:2]
+    inside = (joints[:, 0] >= 0) & (joints[:, 0] < w) & (joints[:, 1] >= 0) & (joints[:, 1] < h)
+    return float((joints[inside, 2] * joints[inside, 3]).sum())
 
 
 def cap_outside(keypoints: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -114,6 +114,10 @@ class RotatedRoi:
         rotation = _normalize_radians(math.pi / 2 - math.atan2(-dy, dx))
         return cls(float(centre[0]), float(centre[1]), size, rotation)
 
+    def turned(self) -> RotatedRoi:
+        """The same square, the other way up."""
+        return RotatedRoi(self.cx, self.cy, self.size, _normalize_radians(self.rotation + math.pi))
+
     def crop_to_frame(self, out_size: int) -> np.ndarray:
         """2×3 affine matrix mapping crop pixels (0..out_size) to frame pixels."""
         c, s = math.cos(self.rotation), math.sin(self.rotation)

@@ -178,3 +178,25 @@ def test_joints_just_outside_the_frame_keep_their_score_far_ones_are_capped():
     out = cap_outside(kp.copy(), (480, 640, 3))
     assert out[9, 2] == pytest.approx(0.9) and out[15, 2] == OUTSIDE_SCORE and out[0, 2] == OUTSIDE_SCORE
     assert (out[[5, 6, 11, 12], 2] == np.float32(0.9)).all()
+
+
+def test_a_turned_crop_is_the_same_square_the_other_way_up():
+    from realtime.detector import RotatedRoi
+
+    roi = RotatedRoi(100.0, 80.0, 50.0, np.radians(170))
+    back = roi.turned()
+    assert (back.cx, back.cy, back.size) == (roi.cx, roi.cy, roi.size)
+    assert back.rotation == pytest.approx(np.radians(-10))
+    corners = np.array([[0.0, 0.0], [256.0, 256.0]])
+    np.testing.assert_allclose(back.to_frame(corners, 256), roi.to_frame(corners[::-1], 256), atol=1e-6)
+
+
+def test_legs_only_start_of_a_squat_is_not_read_upside_down(engine):
+    # squat_24 begins with the lifter standing, cut off at the chest: BlazePose's detector read the legs as arms
+    # and the whole body upside down (hips above the shoulders) until the crop was kept upright.
+    frames = read_frames(shared_file("workouttracker_reps/videos/squats/squat_24.mp4"), 21)
+    engine.reset()
+    kp = [engine.estimate(f).keypoints for f in frames][-1]
+    assert kp is not None
+    for hip, knee, ank in ((L_HIP, L_KNEE, L_ANK), (R_HIP, R_KNEE, R_ANK)):
+        assert kp[hip, 1] < kp[knee, 1] < kp[ank, 1]
