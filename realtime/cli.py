@@ -46,7 +46,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     pose.add_argument("--weights", default=None,
                       help="ViTPose weights: HF directory or id, mmpose .pth, or exported .onnx "
                       "('random' = random weights, for --bench speed runs only)")
-    pose.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    pose.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                      help="ViTPose precision; auto: fp16 on a CUDA GPU, fp32 on the CPU")
     pose.add_argument("--rebuild", action="store_true", help="rebuild cached ONNX exports / TensorRT engines")
     pose.add_argument("--pick", default="largest",
                       help="which person to follow when several are in view: largest|center|left|right, or an index "

@@ -38,7 +38,7 @@ def create_pose_estimator(
     pose_model: str = "auto",
     backend: str = "auto",
     weights: str | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     pick: str = "largest",
     rebuild: bool = False,
 ) -> tuple[PoseEstimator, str]:
@@ -64,7 +64,7 @@ def create_pose_estimator(
         from realtime.blazepose import BlazePoseEstimator
 
         ignored = [f"--{name} {value}" for name, value, default in (("backend", backend, "auto"),
-                                                                     ("precision", precision, "fp32"))
+                                                                     ("precision", precision, "auto"))
                    if value != default]
         if ignored:  # say so rather than silently running something other than what was asked
             verb = "applies" if len(ignored) == 1 else "apply"

@@ -676,7 +676,7 @@ def create_vitpose_estimator(
     variant: str,
     backend: str = "auto",
     weights: str | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     pick: str = "largest",
     rebuild: bool = False,
 ) -> VitPoseEstimator:
@@ -688,14 +688,15 @@ def create_vitpose_estimator(
     rebuild its engine).
     """
     from realtime.backends import load_factory
-    from realtime.backends.select import choose_backend
+    from realtime.backends.select import choose_backend, resolve_precision
 
     _check_variant_name(variant)
     weights = weights or find_local_weights(variant)
     if not weights:
         raise WeightsError(f"no ViTPose-{variant.upper()} weights on this machine: {_DOWNLOAD_HINT}")
     name, reason = choose_backend(backend)
-    log.info("ViTPose-%s backend %s (%s)", variant.upper(), name, reason)
+    precision = resolve_precision(precision, name)
+    log.info("ViTPose-%s backend %s %s (%s)", variant.upper(), name, precision, reason)
     if weights == RANDOM_WEIGHTS:
         # Speed measurements only (--bench): the real architecture with seeded random weights.
         import torch

@@ -111,3 +111,14 @@ def test_choosing_and_importing_gpu_backends_never_imports_tensorrt():
                          cwd=str(__import__("conftest").REPO))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("backend", "gpu", "expected"),
+    [("tensorrt", True, "fp16"), ("torch2trt", True, "fp16"), ("torch", True, "fp16"), ("torch", False, "fp32"),
+     ("onnxruntime", True, "fp32"), ("onnxruntime", False, "fp32")],
+)
+def test_auto_precision_is_half_on_the_gpu_only(env, backend, gpu, expected):
+    env({"onnxruntime"}, gpu)
+    assert select.resolve_precision("auto", backend) == expected
+    assert select.resolve_precision("int8", backend) == "int8"  # an explicit choice is kept
