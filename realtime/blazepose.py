@@ -35,6 +35,7 @@ AUX_CENTRE, AUX_SCALE = 33, 34  # auxiliary landmarks that define the next frame
 _REFINED = np.concatenate([BLAZEPOSE_TO_COCO, [AUX_CENTRE, AUX_SCALE]])
 OUTSIDE_SCORE = 0.1  # score cap for joints placed well outside the frame
 HEAD_DOWN = math.radians(120)  # detector crops turned further are also tried the other way up (see _track)
+MIN_SPREAD = 0.25  # a turned read must span this share of its crop to be taken (see _spread)
 # How far beyond the frame edge (in torso lengths) a joint may lie and keep its score: hands planted at the bottom
 # edge in a push-up are found a few pixels outside and are right, legs cut off at the knees are guesses. Capping at
 # the edge itself hid push-up_1's wrists from the rep counter (0 of 2 reps; with this margin 2 of 2).
@@ -169,8 +170,8 @@ class BlazePoseEstimator:
         found = self._landmarks(image, roi)
         if detected and abs(roi.rotation) > HEAD_DOWN:
             other = self._landmarks(image, roi.turned())
-            if other is not None and (found is None or _seen_in_frame(other[1], image.shape)
-                                      > _seen_in_frame(found[1], image.shape)):
+            if other is not None and _spread(other[1]) >= MIN_SPREAD * roi.size and (
+                    found is None or _seen_in_frame(other[1], image.shape) > _seen_in_frame(found[1], image.shape)):
                 found = other
         return None if found is None else found[1:]
 
@@ -198,6 +199,13 @@ class BlazePoseEstimator:
         if not MIN_ROI_PX <= next_roi.size <= MAX_ROI_FRAMES * max(image.shape[:2]):
             return None  # collapsed or exploded: not a person any more
         return flag, landmarks, next_roi
+
+
+def _spread(landmarks: np.ndarray) -> float:
+    """Extent (px) of a read's COCO joints: a real body spans a good part of its crop; a read whose joints all sit
+    on one spot is the model seeing a pose in clutter (a plate, a bench) and must not become the tracked lifter."""
+    joints = landmarks[BLAZEPOSE_TO_COCO, :2]
+    return float(np.ptp(joints, axis=0).max())
 
 
 def _seen_in_frame(landmarks: np.ndarray, shape: tuple[int, ...]) -> float:

@@ -191,6 +191,17 @@ def test_a_turned_crop_is_the_same_square_the_other_way_up():
     np.testing.assert_allclose(back.to_frame(corners, 256), roi.to_frame(corners[::-1], 256), atol=1e-6)
 
 
+def test_a_read_collapsed_on_one_spot_has_no_spread():
+    from realtime.blazepose import BLAZEPOSE_TO_COCO, _spread
+
+    body = np.zeros((39, 4), np.float32)
+    body[BLAZEPOSE_TO_COCO, 0] = np.linspace(100, 160, 17)
+    body[BLAZEPOSE_TO_COCO, 1] = np.linspace(50, 400, 17)  # a standing person, 350 px tall
+    collapsed = body.copy()
+    collapsed[:, :2] = body[:, :2] * 0.05 + 600  # the same read shrunk onto one spot (bad006 had such a read)
+    assert _spread(body) == pytest.approx(350) and _spread(collapsed) < 20
+
+
 def test_legs_only_start_of_a_squat_is_not_read_upside_down(engine):
     # squat_24 begins with the lifter standing, cut off at the chest: BlazePose's detector read the legs as arms
     # and the whole body upside down (hips above the shoulders) until the crop was kept upright.
