@@ -29,7 +29,7 @@ from realtime.errors import WeightsError
 from realtime.plausibility import KinematicGate, apply_mask, gate_sequence
 from realtime.tcn import CausalTCN, TCNEnsemble, softmax, streaming
 from realtime.ticks import MODEL_RATE, TickClock, step_counts
-from realtime.types import NUM_JOINTS, Prediction
+from realtime.types import NUM_JOINTS, OTHER_LABEL, Prediction
 from realtime.window import (
     CLIP,
     MIN_SCORE,
@@ -74,15 +74,26 @@ def features(keypoints: np.ndarray, normaliser: Normaliser) -> np.ndarray:
 
 @dataclass
 class LabelSmoother:
-    """Display smoothing: EMA of the probabilities; the label changes only when another class leads by ``margin``."""
+    """Display smoothing: EMA of the probabilities; the label changes only when another class leads by ``margin``.
+
+    ``rest_class`` (the index of ``other``) must lead for ``rest_hold`` steps in a row before it replaces an exercise
+    that has been shown for at least ``rest_hold`` steps: a lifter standing between two reps of a set is still doing
+    that exercise, and the network, which sees the pause, says ``other`` there. A longer pause (the set is over)
+    does show ``other``, ``rest_hold`` steps late; an exercise label that only flashed up is not held.
+    """
 
     alpha: float = 0.3  # EMA weight of the newest frame (time constant ~3 frames)
     margin: float = 0.1
+    rest_class: int = -1
+    rest_hold: int = 0
+    rest_after: int = 0
     _ema: np.ndarray | None = None
     _label: int = -1
+    _rest_run: int = 0
+    _shown: int = 0  # steps the current label has been shown
 
     def reset(self) -> None:
-        self._ema, self._label = None, -1
+        self._ema, self._label, self._rest_run, self._shown = None, -1, 0, 0
 
     def update(self, probs: np.ndarray) -> tuple[int, float]:
         """Feed one frame's probabilities; returns (displayed class index, its smoothed probability)."""
@@ -91,14 +102,33 @@ class LabelSmoother:
         if self._label >= 0 and not allowed[self._label]:
             self._label = -1
         best = int(np.argmax(np.where(allowed, self._ema, -1.0)))
-        if self._label < 0 or self._ema[best] > self._ema[self._label] + self.margin:
-            self._label = best
+        self._shown += 1
+        if self._label < 0:
+            self._label, self._shown = best, 1
+        elif self._ema[best] > self._ema[self._label] + self.margin:
+            pause = best == self.rest_class and self._label != self.rest_class and self._shown > self.rest_after
+            self._rest_run = self._rest_run + 1 if pause else 0
+            if not pause or self._rest_run >= self.rest_hold:
+                self._label, self._rest_run, self._shown = best, 0, 1
+        else:
+            self._rest_run = 0
         return self._label, float(self._ema[self._label])
 
     def run(self, probs: np.ndarray) -> np.ndarray:
         """(T, C) probabilities -> (T,) displayed labels from a fresh state."""
         self.reset()
         return np.array([self.update(p)[0] for p in probs], int)
+
+
+REST_HOLD_S = 1.5  # how long ``other`` must lead before it replaces an exercise on screen (a pause within a set)
+REST_AFTER_S = 0.5  # ... once that exercise has been shown this long (a label that only flashed up is not held)
+
+
+def label_smoother(classes: tuple[str, ...] | list[str], alpha: float = 0.3, margin: float = 0.1) -> LabelSmoother:
+    """The display smoother for these classes, holding an exercise through pauses of up to ``REST_HOLD_S``."""
+    rest = list(classes).index(OTHER_LABEL) if OTHER_LABEL in classes else -1
+    return LabelSmoother(alpha=alpha, margin=margin, rest_class=rest, rest_hold=int(round(REST_HOLD_S * MODEL_RATE)),
+                         rest_after=int(round(REST_AFTER_S * MODEL_RATE)))
 
 
 # --- checkpoint files ----------------------------------------------------------------------------------
@@ -224,7 +254,7 @@ class StreamingClassifier:
         self.receptive_field = model.receptive_field
         self._normaliser = make_normaliser(metadata.get("normalisation", {}))
         self._stream = streaming(model)
-        self._smoother = LabelSmoother(alpha=smoothing, margin=margin)
+        self._smoother = label_smoother(self.classes, alpha=smoothing, margin=margin)
         self._window = KeypointWindow(self.window_length, (IN_CHANNELS,))  # model inputs, for ``window_probs``
         self._empty = np.zeros((1, NUM_JOINTS, 3), np.float32)
         self._gate = KinematicGate(self.classes) if gate else None

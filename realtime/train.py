@@ -38,9 +38,9 @@ from realtime.augment import Augmenter
 from realtime.classifier import (
     FACE_JOINTS,
     IN_CHANNELS,
-    LabelSmoother,
     default_normalisation,
     features,
+    label_smoother,
     load_model,
     make_normaliser,
     predict_steps,
@@ -344,7 +344,7 @@ def run_eval(model: CausalTCN, metadata: dict, samples: list[Sample],
     """Stream every sample from a fresh state (batch-equivalent) and collect per-clip results (``gate``: with the
     plausibility rules, as the live classifier applies them)."""
     classes = list(metadata["classes"])
-    smoother = LabelSmoother()
+    smoother = label_smoother(classes)  # the live display's smoother
     out = []
     for s in samples:
         if s.label not in classes or len(s) == 0:

@@ -157,3 +157,27 @@ def test_shipped_classifier_no_longer_calls_a_real_front_raise_a_deadlift():
     gated = predict_sequence(model, meta, sample.keypoints).mean(0)
     assert classes[int(plain.argmax())] == "deadlift"
     assert classes[int(gated.argmax())] == OTHER_LABEL
+
+
+def test_display_holds_an_exercise_through_a_pause_in_the_set():
+    from realtime.classifier import REST_HOLD_S, label_smoother
+
+    classes = ("squat", "deadlift", "other")
+    squat, other = np.array([0.9, 0.05, 0.05]), np.array([0.05, 0.05, 0.9])
+
+    def shown(seconds_by_kind):
+        smoother = label_smoother(classes)
+        out = []
+        for probs, seconds in seconds_by_kind:
+            out += [classes[smoother.update(probs)[0]] for _ in range(int(seconds * 30))]
+        return out
+
+    # 2 s of squats, a 1 s pause standing (the network says other), squats again: squat throughout
+    assert set(shown([(squat, 2.0), (other, 1.0), (squat, 1.0)])) == {"squat"}
+    # the set is over: other is shown, REST_HOLD_S (plus the EMA's few steps) after the last squat
+    labels = shown([(squat, 2.0), (other, 3.0)])
+    first_other = labels.index("other") / 30 - 2.0
+    assert REST_HOLD_S <= first_other <= REST_HOLD_S + 0.3 and labels[-1] == "other"
+    # a squat label that only flashed up (0.2 s) is not held
+    labels = shown([(other, 1.0), (squat, 0.2), (other, 1.0)])
+    assert labels.count("squat") < 0.5 * 30
