@@ -77,9 +77,9 @@ class LabelSmoother:
     """Display smoothing: EMA of the probabilities; the label changes only when another class leads by ``margin``.
 
     ``rest_class`` (the index of ``other``) must lead for ``rest_hold`` steps in a row before it replaces an exercise
-    that has been shown for at least ``rest_hold`` steps: a lifter standing between two reps of a set is still doing
-    that exercise, and the network, which sees the pause, says ``other`` there. A longer pause (the set is over)
-    does show ``other``, ``rest_hold`` steps late; an exercise label that only flashed up is not held.
+    that has been shown for more than ``rest_after`` steps: a lifter standing between two reps of a set is still
+    doing that exercise, and the network, which sees the pause, says ``other`` there. A longer pause (the set is
+    over) does show ``other``, ``rest_hold`` steps late; an exercise label that only flashed up is not held.
     """
 
     alpha: float = 0.3  # EMA weight of the newest frame (time constant ~3 frames)
