@@ -22,6 +22,7 @@ shoulder-to-hip distance), so the rules do not depend on camera distance. Causal
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -143,6 +144,14 @@ class KinematicGate:
         return mask
 
 
+@functools.cache
+def _fallback_pairs(classes: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """(ruled-out class, fallback class) index pairs of ``FALLBACK`` among ``classes`` (looked up once per class
+    list: ``apply_mask`` runs on every model step)."""
+    return tuple((classes.index(src), classes.index(dst)) for src, dst in FALLBACK.items()
+                 if src in classes and dst in classes)
+
+
 def apply_mask(probs: np.ndarray, mask: np.ndarray, classes: tuple[str, ...] | list[str] | None = None
                ) -> np.ndarray:
     """Zero the ruled-out classes and renormalise (unchanged if everything would be ruled out).
@@ -152,10 +161,8 @@ def apply_mask(probs: np.ndarray, mask: np.ndarray, classes: tuple[str, ...] | l
     """
     gated = probs * mask
     if classes is not None:
-        for src, dst in FALLBACK.items():
-            if src in classes and dst in classes:
-                i, j = classes.index(src), classes.index(dst)
-                gated[..., j] += probs[..., i] * (1 - mask[..., i]) * mask[..., j]
+        for i, j in _fallback_pairs(tuple(classes)):
+            gated[..., j] += probs[..., i] * (1 - mask[..., i]) * mask[..., j]
     total = gated.sum(-1, keepdims=True)
     return np.where(total > 0, gated / np.where(total > 0, total, 1.0), probs).astype(probs.dtype)
 
