@@ -43,6 +43,7 @@ from realtime.classifier import (
     label_smoother,
     load_model,
     make_normaliser,
+    metadata_path,
     predict_steps,
     save_checkpoint,
 )
@@ -839,7 +840,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_ensemble(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     load_model(model_path, members=False)  # a readable checkpoint, before its metadata is touched
-    meta_file = model_path.with_suffix(".json")
+    meta_file = metadata_path(model_path)
     before = meta_file.read_text()
     meta = json.loads(before)
     meta["ensemble"] = [os.path.relpath(Path(m), model_path.parent) for m in args.members]
