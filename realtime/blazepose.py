@@ -208,11 +208,17 @@ def _spread(landmarks: np.ndarray) -> float:
     return float(np.ptp(joints, axis=0).max())
 
 
+def _outside(xy: np.ndarray, shape: tuple[int, ...], margin: float = 0.0) -> np.ndarray:
+    """(N,) mask of the (N, 2+) points lying more than ``margin`` px outside a frame of ``shape``."""
+    h, w = shape[:2]
+    x, y = xy[:, 0], xy[:, 1]
+    return (x < -margin) | (x >= w + margin) | (y < -margin) | (y >= h + margin)
+
+
 def _seen_in_frame(landmarks: np.ndarray, shape: tuple[int, ...]) -> float:
     """How much of a body a read shows: the summed scores of its COCO joints that lie inside the frame."""
     joints = landmarks[BLAZEPOSE_TO_COCO]
-    h, w = shape[:2]
-    inside = (joints[:, 0] >= 0) & (joints[:, 0] < w) & (joints[:, 1] >= 0) & (joints[:, 1] < h)
+    inside = ~_outside(joints, shape)
     return float((joints[inside, 2] * joints[inside, 3]).sum())
 
 
@@ -220,10 +226,8 @@ def cap_outside(keypoints: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Cap (in place) the score of (17, 3) keypoints lying more than ``OUTSIDE_MARGIN`` torso lengths outside a frame
     of ``shape``: the crop replicates the frame border, so joints far beyond it are guesses the model may still score
     high."""
-    h, w = shape[:2]
     m = OUTSIDE_MARGIN * float(np.hypot(*(keypoints[[5, 6], :2].mean(0) - keypoints[[11, 12], :2].mean(0))))
-    x, y = keypoints[:, 0], keypoints[:, 1]
-    outside = (x < -m) | (x >= w + m) | (y < -m) | (y >= h + m)
+    outside = _outside(keypoints, shape, m)
     keypoints[outside, 2] = np.minimum(keypoints[outside, 2], OUTSIDE_SCORE)
     return keypoints
 
