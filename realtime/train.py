@@ -55,7 +55,6 @@ from realtime.types import EXERCISES, NUM_JOINTS, OTHER_LABEL
 
 log = logging.getLogger(__name__)
 
-MODEL_FPS = MODEL_RATE
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
@@ -138,7 +137,7 @@ class SequenceSampler:
         kp = s.keypoints
         if s.label == "squat" and self.cfg.p_squat_depth > 0 and self.rng.random() < self.cfg.p_squat_depth:
             kp = augment.squat_depth(kp, self.rng)
-        out = self.augmenter(kp, self.rng, base_speed=s.fps / MODEL_FPS)
+        out = self.augmenter(kp, self.rng, base_speed=s.fps / MODEL_RATE)
         if s.label == "squat" and self.rng.random() < self.cfg.p_squat_arms:
             out = augment.squat_arms(out, self.rng, counterbalance=self.cfg.squat_counterbalance)
         return out
@@ -397,11 +396,11 @@ def summarise(results: list[ClipResult], classes: tuple[str, ...] | list[str], m
         conf[r.true, r.pred] += 1
     total = len(results)
     frames = sum(r.frames for r in results)
-    nbins = int(max_seconds * MODEL_FPS)
+    nbins = int(max_seconds * MODEL_RATE)
     raw_hits, shown_hits, counts = np.zeros(nbins), np.zeros(nbins), np.zeros(nbins)
     for r in results:
         # bin by time since the start (seconds * 30) so clips of other frame rates line up
-        t = (np.arange(r.frames) / r.fps * MODEL_FPS).astype(int)
+        t = (np.arange(r.frames) / r.fps * MODEL_RATE).astype(int)
         keep = t < nbins
         np.add.at(counts, t[keep], 1)
         np.add.at(raw_hits, t[keep], r.raw_correct[keep])
@@ -422,7 +421,7 @@ def summarise(results: list[ClipResult], classes: tuple[str, ...] | list[str], m
         "confusion": conf.tolist(),
         "classes": list(classes),
         "streaming": {
-            "seconds": (np.arange(nbins) / MODEL_FPS).tolist(),
+            "seconds": (np.arange(nbins) / MODEL_RATE).tolist(),
             "raw_accuracy": np.divide(raw_hits, counts, out=np.full(nbins, np.nan), where=counts > 0).tolist(),
             "shown_accuracy": np.divide(shown_hits, counts, out=np.full(nbins, np.nan), where=counts > 0).tolist(),
             "clips_at": counts.tolist(),
@@ -581,7 +580,7 @@ def iter_video(path: Path):
         if not container.streams.video:
             raise DataError(f"{path} has no video stream")
         stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or MODEL_FPS)
+        fps = float(stream.average_rate or stream.guessed_rate or MODEL_RATE)
         try:
             for frame in container.decode(stream):
                 img = frame.to_ndarray(format="bgr24")
@@ -609,7 +608,7 @@ def extract_folder(video_dir: Path, out_dir: Path, estimator, progress: Callable
     for video in videos:
         label = video.parent.name
         estimator.reset()
-        kps, fps = [], MODEL_FPS
+        kps, fps = [], MODEL_RATE
         for img, video_fps in iter_video(video):
             fps = video_fps
             pose = estimator.estimate(img)
