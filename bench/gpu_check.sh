@@ -9,7 +9,7 @@
 #   3. the same in fp16 eager and in fp32 eager (reference), and fp16 with torch.compile at batch 1 and 64
 #   4. the CUDA-only unit tests (tests/test_torch_backend.py, which skip here without a GPU)
 #   5. with GPU_CHECK_CLIP=video: the whole live pipeline (`run_live.py --bench`) on that clip, BlazePose-full on
-#      the CPU vs ViTPose-S/B fp16 on the GPU (needs ai-edge-litert for the person detector)
+#      the CPU vs ViTPose-S/B on the GPU (--precision auto: fp16 there; needs ai-edge-litert for the person detector)
 # Everything lands in $OUT (JSON per run, logs, nvidia-smi, summary.txt).
 #
 # Run on the device machine:   bash bench/gpu_check.sh
@@ -113,7 +113,7 @@ fi
 if [[ -n "${GPU_CHECK_CLIP:-}" ]]; then
   timeout "$LIMIT" "$PY" run_live.py --bench --source "$GPU_CHECK_CLIP" --bench-frames "${GPU_CHECK_CLIP_FRAMES:-198}" \
     --pose-model "${GPU_CHECK_E2E_MODELS:-blazepose-full,vitpose-s,vitpose-b}" --backend torch --weights random \
-    --precision "$( [[ "$DEVICE" == "cpu" ]] && echo fp32 || echo fp16 )" --bench-repeats "${GPU_CHECK_REPEATS:-3}" \
+    --bench-repeats "${GPU_CHECK_REPEATS:-3}" \
     --bench-json "$OUT/e2e.json" > "$OUT/e2e.log" 2>&1
   echo "e2e pipeline bench: exit $? ($(( $(date +%s) - start )) s)" | tee -a "$OUT/summary.txt"
 fi
