@@ -55,7 +55,7 @@ class RepParams:
     gate: str
     smooth_s: float
     median_frames: int
-    scored_at: str = "rest"  # "rest" | "turn": where the rep is achieved (matters when a stream ends mid-rep)
+    scored_at: str  # "rest" | "turn": where the rep is achieved (matters when a stream ends mid-rep)
 
 
 @dataclass(frozen=True)
