@@ -5,7 +5,7 @@
     python bench/distill_vitpose.py eval                    # PCK@5 %/10 % of the box vs the teacher, held out
 
 No official ViTPose weights can be had here, and random weights give flat, ambiguous heatmaps, which makes INT8
-agreement numbers meaningless. This trains the real ViTPose-S architecture (``realtime.vitpose``: width 384,
+agreement numbers meaningless. This trains the real ViTPose-S architecture (``realtime.pose.vitpose``: width 384,
 12 heads, depth 12 unless ``--depth``) to reproduce BlazePose-full's COCO-17 keypoints as Gaussian heatmaps
 (64x48, sigma 2) on top-down crops (``topdown.preprocess`` at the teacher's person box, jittered). The result is a
 stand-in with peaked heatmaps and trained activation ranges, NOT a real ViTPose: its accuracy is bounded by
@@ -32,8 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from realtime import topdown, vitpose  # noqa: E402
-from realtime.topdown import HEATMAP_HW, INPUT_HW, MEAN_RGB, STD_RGB  # noqa: E402
+from realtime.pose import topdown, vitpose  # noqa: E402
+from realtime.pose.topdown import HEATMAP_HW, INPUT_HW, MEAN_RGB, STD_RGB  # noqa: E402
 
 DATA = Path(os.environ.get("REALTIME_SHARED", REPO.parent / "shared")) / "data"
 OUT = REPO / "out" / "distill"
@@ -72,7 +72,7 @@ def prepare_split(videos: list[Path], out: Path, amount: float, stride: int, see
     """Run the teacher over every frame (it tracks), keep every ``stride``-th found pose as crop + target."""
     import av
 
-    from realtime.blazepose import BlazePoseEstimator
+    from realtime.pose.blazepose import BlazePoseEstimator
 
     rng = np.random.default_rng(seed)
     # What create_pose_estimator("blazepose-full") builds, pinned to 1 thread (the other core is busy).

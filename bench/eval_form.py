@@ -1,4 +1,4 @@
-"""Agreement of the form checks (realtime/form.py) with the good/bad and fault labels in ../shared/data.
+"""Agreement of the form checks (realtime/reps/form.py) with the good/bad and fault labels in ../shared/data.
 
 Keypoints are the ones shipped with the data (no video decoding), run through the same live ``RepAnalyzer`` as the
 app (exercise fixed, ``finish()`` at the end of each sequence); a sequence is "flagged" when any counted rep has the
@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from realtime.datasets import KINECT_TO_COCO, kinect_forward_kinematics  # noqa: E402
-from realtime.form import load_config  # noqa: E402
-from realtime.reps import RepAnalyzer  # noqa: E402
+from realtime.reps.counter import RepAnalyzer  # noqa: E402
+from realtime.reps.form import load_config  # noqa: E402
+from realtime.training.datasets import KINECT_TO_COCO, kinect_forward_kinematics  # noqa: E402
 from realtime.types import RepEvent  # noqa: E402
 
 # check -> (measure in RepEvent.measures, threshold key in [form.<exercise>] / [form.tempo], op to pass)

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from realtime.reps import RepAnalyzer  # noqa: E402
+from realtime.reps.counter import RepAnalyzer  # noqa: E402
 
 EXERCISE_OF = {"squats": "squat", "pull-ups": "pullup", "push-ups": "pushup"}  # dips: not one of our classes
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strictness", default="normal")
     ap.add_argument("--labels", choices=("given", "oracle-late", "classifier"), default="given",
                     help="given = --exercise fixed per clip; oracle-late = follow a label that appears late; "
-                         "classifier = follow realtime.classifier's live predictions (--classifier-weights)")
+                         "classifier = follow realtime.classify.classifier's live predictions (--classifier-weights)")
     ap.add_argument("--classifier-weights", default=None, help="classifier .safetensors (default: the shipped one)")
     ap.add_argument("--label-delay", type=float, default=1.0)
     ap.add_argument("--tol", type=float, default=1.0, help="rep-start matching tolerance, seconds")
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     index = pd.read_csv(args.data / "index.csv")
     classifier = None
     if args.labels == "classifier":
-        from realtime.classifier import StreamingClassifier
+        from realtime.classify.classifier import StreamingClassifier
         from realtime.errors import RealtimeError
 
         try:

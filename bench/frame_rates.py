@@ -1,9 +1,9 @@
-"""Classifier accuracy at other frame rates: one model step per frame vs the 30 Hz time base (``realtime.ticks``).
+"""Classifier accuracy at other frame rates: one model step per frame vs the 30 Hz time base (``realtime.classify.ticks``).
 
     python bench/frame_rates.py [--data ../shared/data/penn_action] [--json out/frame_rates.json]
 
 Penn Action's test split (the shipped model's split file) is re-timed from its 30 fps keypoints: 60 fps by linear
-interpolation (``realtime.augment.time_warp``, as training re-times clips), 15 / 10 / 5 fps by keeping every 2nd / 3rd /
+interpolation (``realtime.training.augment.time_warp``, as training re-times clips), 15 / 10 / 5 fps by keeping every 2nd / 3rd /
 6th frame (a source that is slower, or a pose engine that keeps up with only that many frames of a live feed).
 Each clip is then classified twice: with one model step per frame (``predict_sequence`` without ``fps``) and on
 the time base (``fps=``), plausibility rules on, as live. Clip accuracy = argmax of the mean probabilities.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.augment import time_warp
-from realtime.classifier import DEFAULT_WEIGHTS, load_model, predict_sequence
-from realtime.datasets import read_penn_action, subset
+from realtime.classify.classifier import DEFAULT_WEIGHTS, load_model, predict_sequence
+from realtime.training.augment import time_warp
+from realtime.training.datasets import read_penn_action, subset
 
 
 def retime(kp: np.ndarray, factor: int | float) -> np.ndarray:

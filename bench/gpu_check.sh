@@ -7,7 +7,7 @@
 #   2. fp16 + CUDA graphs: batch-1 latency p50/p95, throughput for batch 1..64, 2-stream throughput, how many
 #      live 30-fps streams one GPU sustains with dynamic batching at p95 < 100 ms
 #   3. the same in fp16 eager and in fp32 eager (reference), and fp16 with torch.compile at batch 1 and 64
-#   4. the CUDA-only unit tests (tests/test_torch_backend.py, which skip here without a GPU)
+#   4. the CUDA-only unit tests (tests/backends/test_torch_backend.py, which skip here without a GPU)
 #   5. with GPU_CHECK_CLIP=video: the whole live pipeline (`run_live.py --bench`) on that clip, BlazePose-full on
 #      the CPU vs ViTPose-S/B on the GPU (--precision auto: fp16 there; needs ai-edge-litert for the person detector)
 # Everything lands in $OUT (JSON per run, logs, nvidia-smi, summary.txt).
@@ -42,9 +42,10 @@ timeout "$LIMIT" "$PY" - "$OUT/check.json" "$DEVICE" "$VARIANT" "${GPU_CHECK_TIN
 import importlib.util, json, sys, time
 import numpy as np, torch
 out, device, variant, tiny = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-from realtime import topdown, vitpose
+from realtime.pose import topdown
+from realtime.pose import vitpose
 from realtime.backends.torch_backend import TorchBackend, TorchCropper
-from realtime.bench_gpu import device_info
+from realtime.benchmark.gpu import device_info
 report = {"info": device_info(device), "tensorrt_installed": importlib.util.find_spec("tensorrt") is not None,
           "torch2trt_installed": importlib.util.find_spec("torch2trt") is not None, "variant": variant, "tiny": tiny}
 torch.manual_seed(0)
@@ -81,7 +82,7 @@ echo "check: exit $? ($(( $(date +%s) - start )) s)" | tee -a "$OUT/summary.txt"
 
 run() {
   local name=$1; shift
-  timeout "$LIMIT" "$PY" -m realtime.bench_gpu --variant "$VARIANT" --device "$DEVICE" --seconds "$SECONDS_PER" \
+  timeout "$LIMIT" "$PY" -m realtime.benchmark.gpu --variant "$VARIANT" --device "$DEVICE" --seconds "$SECONDS_PER" \
     --stream-trial-s "$TRIAL_S" --max-trials "$TRIALS" "${EXTRA[@]}" "$@" --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1
   echo "$name: exit $? ($(( $(date +%s) - start )) s)" | tee -a "$OUT/summary.txt"
 }
@@ -103,7 +104,7 @@ fi
 
 # 4. the CUDA-only unit tests
 if [[ "$DEVICE" != "cpu" ]]; then
-  timeout "$LIMIT" "$PY" -m pytest -q -p no:cacheprovider -m "not slow" tests/test_torch_backend.py \
+  timeout "$LIMIT" "$PY" -m pytest -q -p no:cacheprovider -m "not slow" tests/backends/test_torch_backend.py \
     > "$OUT/pytest_cuda.log" 2>&1
   echo "pytest (CUDA tests): exit $? ($(( $(date +%s) - start )) s); $(tail -n 1 "$OUT/pytest_cuda.log")" \
     | tee -a "$OUT/summary.txt"

@@ -31,9 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from realtime import topdown, vitpose  # noqa: E402
-from realtime.backends.onnx_backend import OnnxRuntimeBackend  # noqa: E402
-from realtime.calibration import (  # noqa: E402
+from realtime.backends.calibration import (  # noqa: E402
     CalibrationBatches,
     keypoint_csv_for,
     load_keypoint_boxes,
@@ -41,11 +39,13 @@ from realtime.calibration import (  # noqa: E402
     read_frames,
     refresh_calibration_frames,
 )
+from realtime.backends.onnx_backend import OnnxRuntimeBackend  # noqa: E402
+from realtime.pose import topdown, vitpose  # noqa: E402
 
 DATA = Path(os.environ.get("REALTIME_SHARED", REPO.parent / "shared")) / "data"
 
 # name -> quantize_onnx_int8 keyword arguments. Excluded nodes stay float (regex on ONNX node names); "default" is
-# quantize_onnx_int8's own default (minmax, per-channel, realtime.calibration.FLOAT_NODES kept float).
+# quantize_onnx_int8's own default (minmax, per-channel, realtime.backends.calibration.FLOAT_NODES kept float).
 _HEAD = r"head/conv"  # final 3x3 conv that draws the heatmaps
 _ATTN = r"attention/attention/MatMul"  # activation x activation matmuls: Q.K^T and softmax.V
 _FC2 = r"mlp/fc2"  # input is the GELU output: long-tailed

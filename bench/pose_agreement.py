@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from realtime.datasets import undo_square_letterbox  # noqa: E402
+from realtime.training.datasets import undo_square_letterbox  # noqa: E402
 from realtime.types import COCO17_NAMES  # noqa: E402
 
 THRESHOLDS = (0.05, 0.10)
@@ -138,7 +138,7 @@ def summarize(clips: list[dict]) -> dict:
 def draw(image: np.ndarray, keypoints: np.ndarray | None, ref: np.ndarray | None, box: np.ndarray | None) -> np.ndarray:
     import cv2
 
-    from realtime.overlay import draw_skeleton
+    from realtime.outputs.overlay import draw_skeleton
 
     vis = image.copy()
     thick = max(2, image.shape[0] // 240)

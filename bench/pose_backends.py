@@ -3,7 +3,7 @@
 Real-size ViTPose-S/-B with random weights (latency does not depend on the values), batch 1, 256x192 crops.
 Iterations alternate between the backends so that load from other processes hits both alike. Reported per
 variant and backend: p50/p95/mean ms per frame (network only) and the PyTorch/backend p50 ratio (>1 = faster
-than PyTorch). The shared crop + decode cost (``realtime.topdown`` on a 1280x720 frame) is reported once.
+than PyTorch). The shared crop + decode cost (``realtime.pose.topdown`` on a 1280x720 frame) is reported once.
 
     python bench/pose_backends.py                        # S and B, 20 timed iterations each
     python bench/pose_backends.py --variants b --iters 50 --threads 1 --json > out/pose_backends.json
@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from realtime import topdown, vitpose  # noqa: E402
 from realtime.backends.onnx_backend import cpu_cores  # noqa: E402
+from realtime.pose import topdown, vitpose  # noqa: E402
 
 
 def stats(ms: list[float]) -> dict[str, float]:

@@ -56,7 +56,7 @@ def median_ms(fn, frames: list[np.ndarray], repeats: int) -> float:
 
 
 def bench_blazepose(variant: str, frames: list[np.ndarray], decode_ms: float, repeats: int, threads: int | None) -> dict:
-    from realtime.blazepose import LANDMARK_INPUT, BlazePoseEstimator
+    from realtime.pose.blazepose import LANDMARK_INPUT, BlazePoseEstimator
 
     est = BlazePoseEstimator(variant, num_threads=threads)
     for frame in frames[:5]:  # warm-up (XNNPACK packs weights on the first runs)
@@ -98,8 +98,9 @@ def bench_blazepose(variant: str, frames: list[np.ndarray], decode_ms: float, re
 def bench_vitpose(variant: str, frames: list[np.ndarray], decode_ms: float, repeats: int) -> dict:
     """Steady-state ViTPose cost per frame: crop + network + decode on a followed box (detector not run)."""
     from realtime.backends import load_factory
-    from realtime.detector import BlazePersonDetector
-    from realtime.vitpose import VitPoseEstimator, build_vitpose
+    from realtime.pose.detector import BlazePersonDetector
+    from realtime.pose.vitpose import build_vitpose
+    from realtime.pose.vitpose_estimator import VitPoseEstimator
 
     model = build_vitpose(variant)
     with tempfile.TemporaryDirectory() as tmp:

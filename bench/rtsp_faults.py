@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.capture import Capture  # noqa: E402
+from realtime.sources.capture import Capture  # noqa: E402
 
 SERVER = ROOT / "tests" / "rtsp_server.py"
 

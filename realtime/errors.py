@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Exit codes of every command.
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
 
 class RealtimeError(Exception):
     """Base class: the CLI prints ``error: <message>`` and exits with code 2."""

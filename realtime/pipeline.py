@@ -1,6 +1,6 @@
 """The live pipeline: capture thread -> ring buffer -> analysis thread -> main thread (draw, screen, sinks).
 
-- Capture thread (``realtime.capture.Capture``): reads into a bounded ring buffer; live sources drop the oldest.
+- Capture thread (``realtime.sources.capture.Capture``): reads into a bounded ring buffer; live sources drop the oldest.
 - Analysis thread: pose -> smoothing -> classifier -> reps/form, one ``FrameResult`` per frame, into a small
   bounded queue (it blocks when the main thread is behind, which pushes drops back to the capture buffer for
   live sources and costs nothing for files).
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from realtime.overlay import draw_overlay
+from realtime.outputs.overlay import draw_overlay
 from realtime.stats import RunStats, StatsSnapshot
 from realtime.types import Frame, FrameResult, PoseResult
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class FrameSource(Protocol):
-    """What the pipeline needs from a source (``realtime.capture.Capture``, ``realtime.synthetic.SyntheticSource``)."""
+    """What the pipeline needs from a source (``realtime.sources.capture.Capture``, ``realtime.sources.synthetic.SyntheticSource``)."""
 
     source_id: str
     fps: float

@@ -60,7 +60,7 @@ class Prediction:
     confidence: float
     probs: np.ndarray  # (C,) float32, sums to 1
     classes: tuple[str, ...]
-    ruled_out: tuple[str, ...] = ()  # exercises whose defining movement was not seen (realtime.plausibility)
+    ruled_out: tuple[str, ...] = ()  # exercises whose defining movement was not seen (realtime.classify.plausibility)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,9 +35,9 @@ py=${PYTHON:-python3}
 $py -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
   $py -m pip install -q -e ".[dev]"
-  # The real TensorRT Python bindings over stub libraries, for tests/test_tensorrt_real_api.py (no GPU needed).
+  # The real TensorRT Python bindings over stub libraries, for tests/backends/test_tensorrt_real_api.py (no GPU needed).
   # Optional: without them that test skips and says how to get them.
-  PYTHON=$py bash scripts/tensorrt_api_stubs.sh || echo "warning: TensorRT API stubs not prepared; tests/test_tensorrt_real_api.py will skip" >&2
+  PYTHON=$py bash scripts/tensorrt_api_stubs.sh || echo "warning: TensorRT API stubs not prepared; tests/backends/test_tensorrt_real_api.py will skip" >&2
 else
   $py -m pip install -q -e .
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes the REAL TensorRT 10 Python bindings importable on a machine without a GPU or TensorRT, so that
-# tests/test_tensorrt_real_api.py can check our TensorRT code against the real classes, enums and signatures.
+# tests/backends/test_tensorrt_real_api.py can check our TensorRT code against the real classes, enums and signatures.
 #
 # The bindings wheel on PyPI (tensorrt-cu12-bindings, ~1.3 MB) holds the pybind11 module tensorrt_bindings/tensorrt.so;
 # it links against libnvinfer / libnvonnxparser / libnvinfer_plugin (NVIDIA's index only) but needs just 9 of their

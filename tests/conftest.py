@@ -16,6 +16,10 @@ SHARED = Path(os.environ.get("REALTIME_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+# Tests mirror the package in sub-folders; a few share helpers across them (``from test_reps import ...``).
+for _folder in sorted(p for p in Path(__file__).parent.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 from realtime.types import PoseResult, Prediction  # noqa: E402
 

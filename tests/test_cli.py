@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import REPO, shared_file
 
-from realtime.blazepose import OUTSIDE_MARGIN
+from realtime.pose.blazepose import OUTSIDE_MARGIN
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 SHIPPED_CLASSIFIER = REPO / "realtime" / "models" / "classifier.safetensors"
@@ -221,7 +221,7 @@ def test_bench_alternates_baseline_and_pipeline_and_writes_its_report(tmp_path):
 
 
 def test_bench_decodes_files_with_opencv_where_pyav_is_missing(squat_clip, monkeypatch):
-    from realtime import bench
+    from realtime.benchmark import cli_bench as bench
 
     with_av, fps_av, _ = bench.load_frames(str(squat_clip), 5)
     monkeypatch.setattr(bench, "_has_pyav", lambda: False)

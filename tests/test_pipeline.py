@@ -10,9 +10,9 @@ import av
 import numpy as np
 from conftest import FakeClassifier, FakeEstimator, FakeReps
 
+from realtime.outputs.sinks import EventLogSink, VideoFileSink
 from realtime.pipeline import Analyzer, Pipeline, summary_record
-from realtime.sinks import EventLogSink, VideoFileSink
-from realtime.synthetic import SyntheticSource, synthetic_frames
+from realtime.sources.synthetic import SyntheticSource, synthetic_frames
 
 
 def _frames(n: int = 30) -> list[np.ndarray]:

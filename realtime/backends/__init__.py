@@ -1,7 +1,7 @@
 """Inference backends for the ViTPose network, behind one small Protocol.
 
 A backend runs the network only: (N, 3, 256, 192) float32 normalised crops in, (N, 17, 64, 48) float32
-heatmaps out. Cropping and heatmap decoding are shared (``realtime.topdown``). Each backend lives in its
+heatmaps out. Cropping and heatmap decoding are shared (``realtime.pose.topdown``). Each backend lives in its
 own module and imports its heavy optional packages lazily, so a missing package never breaks the others.
 """
 

@@ -6,9 +6,9 @@ Factory contract, shared by every backend module (``realtime.backends.load_facto
            device: str | None = None, **options) -> PoseBackend
 
 - ``model``: the loaded ``VitPoseForPoseEstimation`` (eval, float32, CPU), or None when the user gave an ``.onnx``.
-- ``onnx_path``: where the ONNX export is or should be cached (``realtime.vitpose.onnx_cache_path``), or the user's
+- ``onnx_path``: where the ONNX export is or should be cached (``realtime.pose.vitpose.onnx_cache_path``), or the user's
   ``.onnx``. A backend that needs ONNX and finds the file missing exports it with
-  ``realtime.vitpose.export_onnx(model, onnx_path)``; backends that run the torch model may ignore it.
+  ``realtime.pose.vitpose.export_onnx(model, onnx_path)``; backends that run the torch model may ignore it.
 - ``precision``: "fp32" | "fp16" | "int8"; a backend that cannot honour it raises ``BackendUnavailable``.
 - ``device``: None = the backend's best device, else e.g. "cpu" / "cuda" / "cuda:0".
 - ``**options``: extra keywords (``variant``, ``rebuild``, ``max_batch``, ...); each factory ignores those it
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.errors import BackendUnavailable, WeightsError
-from realtime.topdown import INPUT_HW
+from realtime.pose.topdown import INPUT_HW
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def create(model=None, onnx_path: Path | None = None, precision: str = "fp32", d
 
     Runs the graph it is given: an fp32 export, or an already-quantized INT8 ``.onnx`` (its ``name`` then says
     int8 whatever ``precision`` asked). ``precision="int8"`` on an FP32 graph quantises it with the calibration
-    crops in ``calib/`` (``realtime.calibration.ensure_int8_onnx``, cached); fp16 is not offered here.
+    crops in ``calib/`` (``realtime.backends.calibration.ensure_int8_onnx``, cached); fp16 is not offered here.
     """
     try:
         import onnxruntime  # noqa: F401
@@ -137,7 +137,7 @@ def create(model=None, onnx_path: Path | None = None, precision: str = "fp32", d
     if not onnx_path.is_file():
         if model is None:
             raise WeightsError(f"ONNX file not found: {onnx_path}")
-        from realtime.vitpose import export_onnx
+        from realtime.pose.vitpose import export_onnx
 
         log.info("exporting ViTPose to ONNX (first use of these weights): %s", onnx_path)
         export_onnx(model, onnx_path)
@@ -146,7 +146,7 @@ def create(model=None, onnx_path: Path | None = None, precision: str = "fp32", d
     backend = OnnxRuntimeBackend(onnx_path, device=device)
     if precision == "int8" and backend.precision != "int8":
         # Quantise the FP32 graph with the calib/ crops (static INT8, QDQ), cached in engines/.
-        from realtime.calibration import ensure_int8_onnx
+        from realtime.backends.calibration import ensure_int8_onnx
 
         backend.close()
         variant = str(_options.get("variant") or "x")

@@ -3,7 +3,7 @@
 Build: ``trt.OnnxParser`` on the same dynamic-batch ONNX graph the ONNX Runtime backend runs, one optimisation
 profile for batch 1..max_batch, FP16 / INT8 builder flags, INT8 scales either from ``IInt8EntropyCalibrator2``
 on the calibration crops (cache in ``calib/``) or from a Q/DQ ONNX (explicit quantisation, TensorRT >= 11), and
-``build_serialized_network``. Engines are cached by ``realtime.engine_cache`` (a mismatched engine is rebuilt).
+``build_serialized_network``. Engines are cached by ``realtime.backends.engine_cache`` (a mismatched engine is rebuilt).
 
 Run: the engine is deserialised once; device input/output buffers (torch CUDA tensors) and pinned host buffers
 are allocated once for max_batch, their addresses bound once with ``set_tensor_address``; each call copies in,
@@ -110,7 +110,7 @@ def build_serialized_engine(
 def engine_key(onnx_path: Path, variant: str, precision: str, max_batch: int, calib_hash: str = "",
                weights_id: str | None = None):
     """The cache key of an engine for ``onnx_path`` on this GPU with this TensorRT."""
-    from realtime.engine_cache import EngineKey, gpu_compute_capability, onnx_fingerprint, tensorrt_version
+    from realtime.backends.engine_cache import EngineKey, gpu_compute_capability, onnx_fingerprint, tensorrt_version
 
     return EngineKey(
         variant=variant,
@@ -135,14 +135,14 @@ def ensure_engine(
     weights_id: str | None = None,
 ) -> Path:
     """The cached engine for these settings, built (and INT8-calibrated) when missing, stale or ``rebuild``."""
-    from realtime.calibration import (
+    from realtime.backends.calibration import (
         CalibrationBatches,
         default_calib_dir,
         ensure_int8_onnx,
         make_entropy_calibrator,
         trt_calibration_cache_path,
     )
-    from realtime.engine_cache import EngineCache, tensorrt_version
+    from realtime.backends.engine_cache import EngineCache, tensorrt_version
 
     require_tensorrt()
     onnx_path = Path(onnx_path)
@@ -319,8 +319,8 @@ class TensorRTBackend:
 def _onnx_for(model, onnx_path: Path | None, variant: str | None) -> tuple[Path, str]:
     """The ONNX file to build from: the given one, exported there first when missing (the ORT backend's exporter
     and cache), or a cache path keyed on the module's weights."""
-    from realtime import vitpose
-    from realtime.engine_cache import weights_hash
+    from realtime.backends.engine_cache import weights_hash
+    from realtime.pose import vitpose
 
     if model is None and onnx_path is None:
         raise BackendUnavailable("--backend tensorrt needs ViTPose weights or an exported .onnx file")

@@ -45,7 +45,7 @@ def conversion_kwargs(precision: str, max_batch: int, calib_dataset=None, use_on
     """Keyword arguments for ``torch2trt.torch2trt`` (current master API: dynamic batch via max_batch_size).
 
     Checked against NVIDIA-AI-IOT/torch2trt master 4e820ae (torch2trt/torch2trt.py); torch2trt also takes
-    ``**kwargs``, so a misspelt name would be ignored silently (tests/test_tensorrt_real_api.py checks the names).
+    ``**kwargs``, so a misspelt name would be ignored silently (tests/backends/test_tensorrt_real_api.py checks the names).
     ``calib_algorithm``: a ``trt.CalibrationAlgoType`` for INT8 (see :func:`convert`).
     """
     if precision not in ("fp32", "fp16", "int8"):
@@ -107,9 +107,9 @@ def convert(model, path: Path, precision: str, max_batch: int, calib_dir: Path |
     import torch
     from torch2trt import torch2trt
 
+    from realtime.backends.calibration import CalibrationBatches, default_calib_dir
     from realtime.backends.torch_backend import HeatmapNet
-    from realtime.calibration import CalibrationBatches, default_calib_dir
-    from realtime.topdown import INPUT_HW
+    from realtime.pose.topdown import INPUT_HW
 
     net = HeatmapNet(model).eval().cuda()
     h, w = INPUT_HW
@@ -180,15 +180,15 @@ def create(
     require_torch2trt()
     if model is None:
         raise BackendUnavailable("--backend torch2trt converts the PyTorch model; pass ViTPose weights, not an .onnx")
-    from realtime import vitpose
-    from realtime.calibration import CalibrationBatches, default_calib_dir
-    from realtime.engine_cache import (
+    from realtime.backends.calibration import CalibrationBatches, default_calib_dir
+    from realtime.backends.engine_cache import (
         EngineCache,
         EngineKey,
         gpu_compute_capability,
         tensorrt_version,
         weights_hash,
     )
+    from realtime.pose import vitpose
 
     calib_hash = ""
     if precision == "int8":

@@ -233,7 +233,7 @@ class TorchBackend:
         and normalised there, straight into the input buffer (on the CPU: OpenCV, which is faster there). Returns (heatmaps (N, 17, h, w), affines (N, 2, 3)) for
         ``topdown.decode_heatmaps``; same result as ``infer(topdown.preprocess(image, boxes)[0])`` up to rounding."""
         if self.device.type == "cpu":  # OpenCV's warpAffine beats grid_sample on a whole float frame here
-            from realtime.topdown import preprocess
+            from realtime.pose.topdown import preprocess
 
             crops, affines = preprocess(image, np.asarray(boxes, np.float32).reshape(-1, 4))
             return self.infer(crops), affines
@@ -308,13 +308,13 @@ class MultiStreamRunner:
 
 class TorchCropper:
     """Top-down crops on the device: upload the frame once, ``grid_sample`` every person box into the backend's
-    input buffer, normalise there. Same geometry and normalisation as ``realtime.topdown.preprocess`` (its
+    input buffer, normalise there. Same geometry and normalisation as ``realtime.pose.topdown.preprocess`` (its
     frame->crop affines, black outside the frame, ImageNet RGB), up to bilinear rounding (OpenCV interpolates
     in 1/32-pixel fixed point)."""
 
     def __init__(self, device: torch.device | str, input_hw: tuple[int, int] | None = None,
                  max_frame_hw: tuple[int, int] = (2160, 3840)) -> None:
-        from realtime import topdown
+        from realtime.pose import topdown
 
         self.device = torch.device(device)
         self.input_hw = tuple(input_hw or topdown.INPUT_HW)
@@ -328,7 +328,7 @@ class TorchCropper:
 
     def affines(self, boxes: np.ndarray) -> np.ndarray:
         """(N, 4) person boxes -> (N, 2, 3) frame->crop affines, exactly as ``topdown.preprocess`` makes them."""
-        from realtime import topdown
+        from realtime.pose import topdown
 
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         out = np.empty((len(boxes), 2, 3), np.float64)
