@@ -70,9 +70,8 @@ def to_heatmap_px(keypoints: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def prepare_split(videos: list[Path], out: Path, amount: float, stride: int, seed: int) -> None:
     """Run the teacher over every frame (it tracks), keep every ``stride``-th found pose as crop + target."""
-    import av
-
     from realtime.pose.blazepose import BlazePoseEstimator
+    from realtime.sources.decode import decode_upright
 
     rng = np.random.default_rng(seed)
     # What create_pose_estimator("blazepose-full") builds, pinned to 1 thread (the other core is busy).
@@ -81,26 +80,24 @@ def prepare_split(videos: list[Path], out: Path, amount: float, stride: int, see
     for video in videos:
         teacher.reset()
         n0 = len(crops)
-        with av.open(str(video)) as c:
-            for i, frame in enumerate(c.decode(video=0)):
-                image = frame.to_ndarray(format="bgr24")
-                res = teacher.estimate(image)
-                if res.keypoints is None or res.box is None or i % stride:
-                    continue
-                box = jitter(res.box, rng, amount) if amount > 0 else res.box
-                batch, aff = topdown.preprocess(image, box[None])
-                # back to the exact uint8 pixels warpAffine produced (8x smaller cache than float32)
-                rgb = (batch[0].transpose(1, 2, 0) * STD_RGB + MEAN_RGB).round().clip(0, 255).astype(np.uint8)
-                xy = to_heatmap_px(res.keypoints, aff[0])
-                inside = ((xy >= -0.5) & (xy <= np.array([HEATMAP_HW[1], HEATMAP_HW[0]]) - 0.5)).all(1)
-                crops.append(rgb)
-                affines.append(aff[0])
-                kps.append(res.keypoints)
-                hm_xy.append(xy.astype(np.float32))
-                weights.append(((res.keypoints[:, 2] >= MIN_SCORE) & inside).astype(np.float32))
-                b = res.box
-                sizes.append(float(max(b[2] - b[0], b[3] - b[1])))
-                ids.append(f"{video.name}:{i}")
+        for i, image in enumerate(decode_upright(video, threads=None)):
+            res = teacher.estimate(image)
+            if res.keypoints is None or res.box is None or i % stride:
+                continue
+            box = jitter(res.box, rng, amount) if amount > 0 else res.box
+            batch, aff = topdown.preprocess(image, box[None])
+            # back to the exact uint8 pixels warpAffine produced (8x smaller cache than float32)
+            rgb = (batch[0].transpose(1, 2, 0) * STD_RGB + MEAN_RGB).round().clip(0, 255).astype(np.uint8)
+            xy = to_heatmap_px(res.keypoints, aff[0])
+            inside = ((xy >= -0.5) & (xy <= np.array([HEATMAP_HW[1], HEATMAP_HW[0]]) - 0.5)).all(1)
+            crops.append(rgb)
+            affines.append(aff[0])
+            kps.append(res.keypoints)
+            hm_xy.append(xy.astype(np.float32))
+            weights.append(((res.keypoints[:, 2] >= MIN_SCORE) & inside).astype(np.float32))
+            b = res.box
+            sizes.append(float(max(b[2] - b[0], b[3] - b[1])))
+            ids.append(f"{video.name}:{i}")
         print(f"{video.name}: {len(crops) - n0} crops", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, crops=np.stack(crops), affines=np.stack(affines), keypoints=np.stack(kps), hm_xy=np.stack(hm_xy),

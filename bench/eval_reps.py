@@ -40,17 +40,13 @@ EXERCISE_OF = {"squats": "squat", "pull-ups": "pullup", "push-ups": "pushup"}  #
 def decode_upright(path: Path):
     """Yield BGR frames with the display rotation applied, and the stream's frame rate."""
     import av
-    import cv2
+
+    from realtime.sources.decode import iter_upright, stream_fps
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 30.0)
-        for frame in container.decode(stream):
-            img = frame.to_ndarray(format="bgr24")
-            quarter = int(round((getattr(frame, "rotation", 0) or 0) / 90.0)) % 4  # counter-clockwise degrees
-            if quarter:
-                img = cv2.rotate(img, {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180,
-                                       3: cv2.ROTATE_90_CLOCKWISE}[quarter])
+        fps = stream_fps(stream, 30.0)
+        for img in iter_upright(container, stream):
             yield img, fps
 
 

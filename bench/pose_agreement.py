@@ -35,15 +35,9 @@ MIN_REF_JOINTS = 5
 
 
 def read_frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
-    import av
+    from realtime.sources.decode import decode_upright
 
-    frames = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="bgr24"))
-            if limit and len(frames) >= limit:
-                break
-    return frames
+    return list(decode_upright(path, limit=limit or None, threads=None))
 
 
 def deadlift_cases(data: Path) -> list[tuple[str, Path, np.ndarray]]:

@@ -31,16 +31,10 @@ DEFAULT_CLIP = REPO.parent / "shared" / "data" / "deadlift_bichraix" / "videos" 
 
 def decode(path: Path, limit: int) -> tuple[list[np.ndarray], float]:
     """Frames as BGR arrays and the decode time per frame (ms)."""
-    import av
+    from realtime.sources.decode import decode_upright
 
-    frames = []
     start = time.perf_counter()
-    with av.open(str(path)) as container:
-        container.streams.video[0].thread_type = "AUTO"
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="bgr24"))
-            if len(frames) >= limit:
-                break
+    frames = list(decode_upright(path, limit=limit))
     return frames, (time.perf_counter() - start) * 1e3 / max(len(frames), 1)
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,106 @@ def shared_file(relative: str) -> Path:
 @pytest.fixture
 def squat_clip() -> Path:
     return shared_file("workouttracker_reps/videos/squats/squat_24.mp4")
+
+
+# --- the one test-video factory -------------------------------------------------------------------------------
+BITS, BLOCK = 8, 16  # "bits" pattern: frame number in 8 blocks of 16x16 px along the top row, white = 1
+Pattern = Callable[[int, int, int], np.ndarray]  # (frame index, height, width) -> (H, W, 3) uint8 BGR
+
+
+def _ramp(step: int) -> Pattern:
+    return lambda i, h, w: np.full((h, w, 3), (i * step) % 256, np.uint8)
+
+
+def _bits(noise: bool) -> Pattern:
+    rng = np.random.default_rng(0)
+
+    def draw(i: int, h: int, w: int) -> np.ndarray:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if noise else np.full((h, w, 3), 64, np.uint8)
+        img[:BLOCK + 8] = 0
+        for b in range(BITS):
+            if (i >> b) & 1:
+                img[4:4 + BLOCK, b * BLOCK + 4:(b + 1) * BLOCK] = 255
+        return img
+
+    return draw
+
+
+def _person() -> Pattern:
+    rng = np.random.default_rng(0)
+
+    def draw(i: int, h: int, w: int) -> np.ndarray:
+        img = np.full((h, w, 3), 40, np.uint8)
+        x = 20 + 5 * i
+        img[40:h - 20, x:x + 60] = rng.integers(0, 255, 3, dtype=np.uint8)  # a moving "person"
+        return img
+
+    return draw
+
+
+def _corner(i: int, h: int, w: int) -> np.ndarray:
+    img = np.full((h, w, 3), 30, np.uint8)
+    img[: h // 4, : w // 4] = 255  # white top-left corner: shows which way a frame was turned
+    return img
+
+
+def frame_number(image: np.ndarray) -> int:
+    """The frame index drawn by the "bits" pattern."""
+    cy = 4 + BLOCK // 2
+    return sum(1 << b for b in range(BITS) if image[cy, b * BLOCK + 4 + BLOCK // 2].mean() > 128)
+
+
+def white_corner(image: np.ndarray) -> tuple[bool, bool]:
+    """(bottom?, right?) of the white block of the "corner" pattern."""
+    ys, xs = np.nonzero(image.mean(axis=2) > 128)
+    return bool(ys.mean() > image.shape[0] / 2), bool(xs.mean() > image.shape[1] / 2)
+
+
+def write_video(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: int = 30, *,
+                codec: str = "libx264", pattern: str | Pattern = "ramp", step: int = 8, noise: bool = False,
+                faststart: bool = False, rotate: int | None = None, options: dict[str, str] | None = None) -> Path:
+    """Write a small test video and return its path.
+
+    pattern: "ramp" (grey level ``i * step``), "bits" (frame number in the top row, see ``frame_number``; ``noise``
+    fills the rest with random pixels), "person" (a moving bar), "corner" (white top-left block, see
+    ``white_corner``) or a callable (i, h, w) -> BGR image. ``options`` go to the encoder (e.g. {"g": "15"}).
+    ``rotate``: degrees stored as the stream's display rotation (``rotate`` tag, as a phone writes it) with the
+    ffmpeg CLI; the test is skipped without it.
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draw = pattern if callable(pattern) else {"ramp": _ramp(step), "bits": _bits(noise), "person": _person(),
+                                               "corner": _corner}[pattern]
+    target = path.with_name(path.stem + ".unrotated" + path.suffix) if rotate is not None else path
+    w, h = size
+    with av.open(str(target), "w", options={"movflags": "+faststart"} if faststart else {}) as out:
+        stream = out.add_stream(codec, rate=fps, options=dict(options or {}))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(draw(i, h, w), format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    if rotate is not None:
+        if shutil.which("ffmpeg") is None:
+            pytest.skip("ffmpeg CLI not installed (needed to tag a rotated clip)")
+        subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(target), "-c", "copy", "-metadata:s:v:0",
+                        f"rotate={rotate}", str(path)], check=True)
+        target.unlink()
+    return path
+
+
+def ffmpeg_upright(path: Path) -> np.ndarray:
+    """First frame as FFmpeg's own auto-rotation shows it (the reference for every decode path), BGR."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg CLI not installed")
+    import cv2
+
+    png = path.with_name(path.stem + ".ffmpeg.png")
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(path), "-frames:v", "1", str(png)], check=True)
+    return cv2.imread(str(png))
 
 
 class FakeEstimator:

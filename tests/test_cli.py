@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import REPO, shared_file
+from conftest import REPO, shared_file, write_video
 
 from realtime.pose.blazepose import OUTSIDE_MARGIN
 
@@ -35,19 +35,6 @@ def read_events(path: Path) -> list[dict]:
 def decode_count(path: Path) -> int:
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
-
-
-def make_clip(path: Path, frames: int = 30, size=(320, 240)) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
-        for i in range(frames):
-            img = np.full((size[1], size[0], 3), (i * 8) % 255, np.uint8)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 def test_real_squat_clip_headless_with_video_and_events(tmp_path, squat_clip):
@@ -99,7 +86,7 @@ BAD_INPUTS = [
 
 def _bad_input(case: str, tmp: Path) -> tuple[list[str], str]:
     """(arguments, text the one-line error must contain) for each bad input."""
-    clip = make_clip(tmp / "ok.mp4")
+    clip = write_video(tmp / "ok.mp4")
     if case == "missing-file":
         return ["--source", str(tmp / "missing.mp4")], "missing.mp4"
     if case == "empty-file":
@@ -162,7 +149,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
 
 def test_video_that_breaks_midway_keeps_everything_up_to_the_break(tmp_path):
     """A fragmented/fast-start MP4 cut in the middle: frames before the cut are analysed and kept."""
-    clip = make_clip(tmp_path / "src.mp4", frames=90)
+    clip = write_video(tmp_path / "src.mp4", frames=90)
     whole = tmp_path / "faststart.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip), "-c", "copy", "-movflags", "+faststart", str(whole)],
                    check=True)
@@ -205,7 +192,7 @@ def test_sigint_mid_run_finalises_video_and_events(tmp_path):
 
 
 def test_bench_alternates_baseline_and_pipeline_and_writes_its_report(tmp_path):
-    clip = make_clip(tmp_path / "c.mp4", frames=12)
+    clip = write_video(tmp_path / "c.mp4", frames=12)
     out = tmp_path / "bench.json"
     r = run_cli("--bench", "--source", str(clip), "--bench-frames", "12", "--bench-repeats", "2",
                 "--pose-model", "blazepose-lite", "--bench-json", str(out))

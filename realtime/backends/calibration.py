@@ -137,18 +137,12 @@ def _frame_count(video: Path) -> int:
 
 
 def read_frames(video: Path, wanted: set[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode ``video`` once, yielding (index, BGR image) for the wanted frame indices."""
-    import av
+    """Decode ``video`` once, yielding (index, upright BGR image) for the wanted frame indices."""
+    from realtime.sources.decode import decode_upright
 
-    last = max(wanted)
-    with av.open(str(video)) as c:
-        stream = c.streams.video[0]
-        stream.thread_type = "AUTO"
-        for i, frame in enumerate(c.decode(stream)):
-            if i in wanted:
-                yield i, frame.to_ndarray(format="bgr24")
-            if i >= last:
-                break
+    for i, image in enumerate(decode_upright(video, limit=max(wanted) + 1)):
+        if i in wanted:
+            yield i, image
 
 
 def _preview(crop: np.ndarray) -> np.ndarray:

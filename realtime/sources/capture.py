@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from realtime.errors import SourceError
+from realtime.sources.decode import frame_to_bgr, stream_fps
 from realtime.sources.ring_buffer import DropPolicy, RingBuffer
 from realtime.types import Frame
 
@@ -169,18 +170,6 @@ class _ReadError(Exception):
 # ``read()`` returns (upright BGR image, media time or None, monotonic decode time) or None at the end, and raises
 # _ReadError when the source breaks.
 # --------------------------------------------------------------------------------------------------------------
-def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
-    """Apply a display-matrix rotation (degrees counter-clockwise, as PyAV reports it) so the frame is upright."""
-    quarter = int(round(rotation / 90.0)) % 4
-    if quarter == 1:
-        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    if quarter == 2:
-        return cv2.rotate(image, cv2.ROTATE_180)
-    if quarter == 3:
-        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
-    return image
-
-
 def _av_reason(exc: BaseException) -> str:
     """FFmpeg's reason without the file name (which may hold credentials)."""
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -280,8 +269,7 @@ class _AvReader:
         # Not frame threading: it adds a frame of latency per thread, and at a damaged packet it loses the frames
         # still in flight (a truncated test file lost 2 of 35 good frames), so "every frame up to the break" fails.
         stream.thread_type = "SLICE"
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
+        fps = stream_fps(stream, 0.0)
         self.fps = fps if 1.0 <= fps <= 240.0 else DEFAULT_FPS
         self.expected_frames = int(stream.frames or 0)
         self.has_duration = bool(self.container.duration) or bool(stream.duration)
@@ -319,7 +307,7 @@ class _AvReader:
             raise _ReadError(_av_reason(e)) from None
         if frame is None:
             return None
-        image = _upright(frame.to_ndarray(format="bgr24"), getattr(frame, "rotation", 0) or 0)
+        image = frame_to_bgr(frame)
         media_t = None if self.network or frame.time is None else float(frame.time)
         return image, media_t, time.monotonic()
 
@@ -497,6 +485,21 @@ class Capture:
         self._thread.start()
         return self
 
+    def start_reconnecting(self, reason: str) -> Capture:
+        """Start a live source that could not be opened: its thread keeps trying, as after a loss (several cameras:
+        one that is down at start must not stop the others). Files are not retried: ``SourceError``."""
+        if not self._reconnectable:
+            raise SourceError(reason)
+        if self._thread is not None:
+            return self
+        self._ring = RingBuffer(self.capacity, DropPolicy.DROP_OLDEST)
+        self.is_live = True
+        self._state = "reconnecting"
+        self._thread = threading.Thread(target=self._run, args=(reason,), name=f"capture[{self.source_id}]",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
     def get(self, timeout: float = 0.1) -> Frame | None:
         """The next frame, or None if none arrived within ``timeout`` s (check ``ended`` to tell the end)."""
         if self._ring is None:
@@ -592,8 +595,10 @@ class Capture:
         if reader is not None:
             reader.close()
 
-    def _run(self) -> None:
+    def _run(self, not_opened: str | None = None) -> None:
         try:
+            if not_opened is not None and not self._recover(not_opened, first=True):
+                return
             self._loop()
         except Exception:  # noqa: BLE001 - the thread must never die silently or leave a consumer hanging
             # Like logging.exception, but the traceback text is redacted (FFmpeg errors carry the full URL).
@@ -663,8 +668,9 @@ class Capture:
             logger.info("%s ended after %d frames", self.source_id, n)
         self._state = "ended"
 
-    def _recover(self, reason: str) -> bool:
-        """Reconnect a live source with capped exponential backoff; False when stopped or reconnecting is off."""
+    def _recover(self, reason: str, first: bool = False) -> bool:
+        """Reconnect a live source with capped exponential backoff; False when stopped or reconnecting is off.
+        ``first``: the source has never been opened (its size and frame rate come with the first connection)."""
         lost_t = time.monotonic()
         self._close_reader()
         reason = _one_line(reason)
@@ -701,6 +707,8 @@ class Capture:
                 return False
             with self._lock:
                 self._reader = reader
+            if first:
+                self.fps, self.size = reader.fps, reader.size
             self._reconnects += 1
             self._state = "running"
             back_t = time.monotonic()

@@ -568,9 +568,10 @@ def _brief(s: dict) -> dict:
 # --- extraction ------------------------------------------------------------------------------------------
 
 def iter_video(path: Path):
-    """Yield (BGR uint8 frame, fps) for every frame of a video, rotated upright per its display matrix."""
+    """Yield (BGR uint8 frame, fps) for every frame of a video, upright per its display matrix."""
     import av
-    import cv2
+
+    from realtime.sources.decode import iter_upright, stream_fps
 
     try:
         container = av.open(str(path))
@@ -580,17 +581,9 @@ def iter_video(path: Path):
         if not container.streams.video:
             raise DataError(f"{path} has no video stream")
         stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or MODEL_RATE)
+        fps = stream_fps(stream, MODEL_RATE)
         try:
-            for frame in container.decode(stream):
-                img = frame.to_ndarray(format="bgr24")
-                rot = int(round(-(getattr(frame, "rotation", 0) or 0))) % 360  # clockwise degrees to display
-                if rot == 90:
-                    img = cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
-                elif rot == 180:
-                    img = cv2.rotate(img, cv2.ROTATE_180)
-                elif rot == 270:
-                    img = cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+            for img in iter_upright(container, stream):
                 yield img, fps
         except av.error.FFmpegError as exc:
             log.warning("%s: decoding stopped early (%s)", path, exc)

@@ -6,11 +6,10 @@ import importlib.machinery
 import json
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import shared_file, write_video
 
 from realtime.backends.calibration import (
     CalibrationBatches,
@@ -23,24 +22,6 @@ from realtime.backends.calibration import (
     refresh_calibration_frames,
 )
 from realtime.errors import DataError
-
-
-def _video(path: Path, frames: int = 40, size=(320, 240)) -> Path:
-    import av
-
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=30)
-        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
-        for i in range(frames):
-            img = np.full((size[1], size[0], 3), 40, np.uint8)
-            x = 20 + 5 * i
-            img[40:220, x : x + 60] = rng.integers(0, 255, 3, dtype=np.uint8)  # a moving "person"
-            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-    return path
 
 
 def _crops(n: int, seed: int = 0) -> np.ndarray:
@@ -155,8 +136,8 @@ def test_refresh_frames_from_clips_and_images(tmp_path):
 
     clips = tmp_path / "clips"
     clips.mkdir()
-    _video(clips / "a.mp4", frames=30)
-    _video(clips / "b.mp4", frames=12)
+    write_video(clips / "a.mp4", 30, codec="mpeg4", pattern="person")
+    write_video(clips / "b.mp4", 12, codec="mpeg4", pattern="person")
     cv2.imwrite(str(clips / "person.jpg"), np.full((200, 100, 3), 128, np.uint8))
     out = tmp_path / "calib" / "frames"
     seen_boxes = []

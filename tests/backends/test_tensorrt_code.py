@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_video
 
 from realtime.backends import build_engine, calibration, engine_cache, tensorrt_backend, torch2trt_backend
 from realtime.backends.calibration import CalibrationBatches, quantize_onnx_int8
@@ -424,18 +425,7 @@ def test_build_engine_tensorrt_path_with_stand_in(fake_trt, monkeypatch, tmp_pat
 
 
 def test_calibrate_command(tmp_path, capsys):
-    import av
-
-    clip = tmp_path / "c.mp4"
-    with av.open(str(clip), "w") as c:
-        s = c.add_stream("mpeg4", rate=30)
-        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
-        for i in range(10):
-            img = np.full((120, 160, 3), 20 * i, np.uint8)
-            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+    clip = write_video(tmp_path / "c.mp4", 10, (160, 120), codec="mpeg4", step=20)
     calib = tmp_path / "calib"
     assert _cli(["calibrate", "--source", str(clip), "--calib-dir", str(calib), "--count", "3"]) == 0
     assert len(list((calib / "frames").glob("calib_*.npy"))) == 3

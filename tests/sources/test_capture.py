@@ -11,42 +11,17 @@ import threading
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+from conftest import frame_number, write_video
 
 from realtime.errors import SourceError
 from realtime.sources.capture import Capture, SourceSpec, parse_source, redact
 from realtime.types import Frame
 
 W, H, FPS = 160, 120, 30
-BITS, BLOCK = 8, 16  # frame number: 8 blocks of 16x16 px in the top row, white = 1
+X264 = {"g": "15", "preset": "ultrafast"}
 SHARED_CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "workouttracker_reps"
-
-
-def make_video(path: Path, n: int, *, noise: bool = False, faststart: bool = False, fps: int = FPS,
-               preset: str = "ultrafast") -> Path:
-    """H.264 mp4 whose frame i shows i in binary in its top-left blocks (noise elsewhere makes frames big)."""
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w", options={"movflags": "+faststart"} if faststart else {}) as out:
-        stream = out.add_stream("libx264", rate=fps, options={"g": "15", "preset": preset})
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for i in range(n):
-            img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8) if noise else np.full((H, W, 3), 64, np.uint8)
-            img[:BLOCK + 8] = 0
-            for b in range(BITS):
-                if (i >> b) & 1:
-                    img[4:4 + BLOCK, b * BLOCK + 4:(b + 1) * BLOCK] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
-def frame_number(image: np.ndarray) -> int:
-    cy = 4 + BLOCK // 2
-    return sum(1 << b for b in range(BITS) if image[cy, b * BLOCK + 4 + BLOCK // 2].mean() > 128)
 
 
 def read_all(cap: Capture, delay: float = 0.0, limit_s: float = 20.0) -> list[Frame]:
@@ -64,7 +39,7 @@ def read_all(cap: Capture, delay: float = 0.0, limit_s: float = 20.0) -> list[Fr
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    return make_video(tmp_path_factory.mktemp("cap") / "clip.mp4", 60)
+    return write_video(tmp_path_factory.mktemp("cap") / "clip.mp4", 60, (W, H), FPS, pattern="bits", options=X264)
 
 
 def test_redact_and_parse():
@@ -96,7 +71,7 @@ def test_file_delivers_every_frame_in_order(clip):
 
 
 def test_realtime_file_is_paced_and_drops_for_slow_consumer(tmp_path):
-    path = make_video(tmp_path / "rt.mp4", 45)
+    path = write_video(tmp_path / "rt.mp4", 45, (W, H), FPS, pattern="bits", options=X264)
     cap = Capture(path, realtime=True, capacity=2).open()
     assert cap.is_live
     t0 = time.monotonic()
@@ -140,7 +115,8 @@ def test_rotation_metadata_is_honoured(clip, tmp_path, rotate):
 
 def test_truncated_file_keeps_frames_before_the_break(tmp_path):
     # Index first (faststart), so a cut keeps it; B-frames (preset medium) give the decoder a delay to flush.
-    good = make_video(tmp_path / "good.mp4", 60, noise=True, faststart=True, preset="medium")
+    good = write_video(tmp_path / "good.mp4", 60, (W, H), FPS, pattern="bits", noise=True, faststart=True,
+                       options={"g": "15", "preset": "medium"})
     cut = tmp_path / "cut.mp4"
     data = good.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])

@@ -14,9 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
+from conftest import write_video
 
 from realtime.errors import SourceError
 from realtime.sources.capture import Capture
@@ -53,17 +52,8 @@ def clip(tmp_path_factory) -> Path:
     reason = _server_unavailable()
     if reason:
         pytest.skip(reason)
-    path = tmp_path_factory.mktemp("rtsp") / "loop.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30, options={"g": "15", "preset": "ultrafast", "tune": "zerolatency"})
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        for i in range(60):
-            img = np.full((120, 160, 3), (i * 4) % 256, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_video(tmp_path_factory.mktemp("rtsp") / "loop.mp4", 60, (160, 120), step=4,
+                       options={"g": "15", "preset": "ultrafast", "tune": "zerolatency"})
 
 
 def _free_port() -> int:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ffmpeg_upright, white_corner, write_video
 
 from realtime.classify.classifier import IN_CHANNELS, load
 from realtime.training import augment
@@ -164,21 +163,6 @@ def test_cli_errors_exit_2(tmp_path: Path, capsys):
     assert "two classes" in capsys.readouterr().err
 
 
-def _write_video(path: Path, n: int = 8, w: int = 64, h: int = 48) -> None:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=25)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for i in range(n):
-            img = np.full((h, w, 3), 10 * i, np.uint8)
-            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-
-
 class _FakeEstimator:
     name = "fake"
 
@@ -206,8 +190,8 @@ class _FakeEstimator:
 def test_extract_with_fake_estimator(tmp_path: Path, monkeypatch):
     import realtime.pose
 
-    _write_video(tmp_path / "videos" / "snatch" / "anna__1.mp4")
-    _write_video(tmp_path / "videos" / "squat" / "bob.mp4", n=5)
+    write_video(tmp_path / "videos" / "snatch" / "anna__1.mp4", 8, (64, 48), 25, codec="mpeg4", step=10)
+    write_video(tmp_path / "videos" / "squat" / "bob.mp4", 5, (64, 48), 25, codec="mpeg4", step=10)
     (tmp_path / "videos" / "squat" / "notes.txt").write_text("not a video")
     fake = _FakeEstimator()
     monkeypatch.setattr(realtime.pose, "create_pose_estimator", lambda *a, **k: (fake, "test"))
@@ -224,14 +208,14 @@ def test_extract_with_fake_estimator(tmp_path: Path, monkeypatch):
     assert len(manifest) == 3 and manifest[0].startswith("npz,class,video,frames")
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg CLI not installed")
-def test_iter_video_honours_rotation(tmp_path: Path):
-    src, rot = tmp_path / "src.mp4", tmp_path / "rot.mp4"
-    _write_video(src, n=3, w=64, h=32)
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(src), "-c", "copy", "-metadata:s:v:0",
-                    "rotate=90", str(rot)], check=True)
+@pytest.mark.parametrize("rotate", [90, 270])
+def test_iter_video_honours_rotation(tmp_path: Path, rotate: int):
+    src = write_video(tmp_path / "src.mp4", 3, (64, 32), 25, codec="mpeg4", pattern="corner")
+    rot = write_video(tmp_path / "rot.mp4", 3, (64, 32), 25, codec="mpeg4", pattern="corner", rotate=rotate)
     frames = [f for f, _ in iter_video(rot)]
-    assert len(frames) == 3 and frames[0].shape == (64, 32, 3)  # displayed upright (portrait)
+    reference = ffmpeg_upright(rot)
+    assert len(frames) == 3 and frames[0].shape == reference.shape == (64, 32, 3)  # displayed upright (portrait)
+    assert white_corner(frames[0]) == white_corner(reference)  # turned the way ffmpeg turns it
     assert [f.shape for f, _ in iter_video(src)][0] == (32, 64, 3)
 
 
