@@ -35,6 +35,20 @@ def shared_file(relative: str) -> Path:
     return path
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``gpu`` need CUDA: skip them without it (select them alone with ``-m gpu``)."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (gpu marker)")
+    for item in gpu_items:
+        item.add_marker(skip)
+
+
 @pytest.fixture
 def squat_clip() -> Path:
     return shared_file("workouttracker_reps/videos/squats/squat_24.mp4")

@@ -435,6 +435,7 @@ def test_calibrate_command(tmp_path, capsys):
 # ------------------------------------------------------------------------------- real TensorRT + GPU
 
 
+@pytest.mark.gpu
 @real_gpu_trt
 def test_real_fp16_engine_matches_pytorch(tiny_model, tiny_onnx, tmp_path):
     be = tensorrt_backend.create(None, tiny_onnx, "fp16", max_batch=8, engines_dir=tmp_path)
@@ -454,6 +455,7 @@ def test_real_fp16_engine_matches_pytorch(tiny_model, tiny_onnx, tmp_path):
     be.close()
 
 
+@pytest.mark.gpu
 @real_gpu_trt
 def test_real_int8_engine_builds_with_calibration(tiny_onnx, tmp_path, calib_dir):
     be = tensorrt_backend.create(None, tiny_onnx, "int8", max_batch=4, engines_dir=tmp_path, calib_dir=calib_dir)

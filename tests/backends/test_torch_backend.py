@@ -25,7 +25,7 @@ from realtime.benchmark.gpu import max_streams, run_gpu_bench, simulate_streams
 from realtime.errors import BackendUnavailable
 from realtime.pose import topdown, vitpose
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+cuda = pytest.mark.gpu  # skipped without CUDA (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
