@@ -108,18 +108,28 @@ def read_penn_action(root: str | Path, include_other: bool = True) -> list[Sampl
     return out
 
 
+def _read_numeric_csv(path: Path) -> np.ndarray:
+    """A CSV of numbers with one header row -> (rows, columns) float64; empty cells are NaN."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    if not rows:
+        return np.zeros((0, 0))
+    width = len(rows[0])
+    if any(len(r) != width for r in rows):
+        raise ValueError("rows have different numbers of columns")
+    return np.array([[float(v) if v.strip() else np.nan for v in r] for r in rows], np.float64)
+
+
 def read_deadlift(root: str | Path) -> list[Sample]:
     """BichraiX deadlift COCO-17 CSVs (YOLO pose, NaN = missing); one group per clip (no person ids)."""
-    import pandas as pd
-
     root = Path(root)
     folder = root / "keypoints_coco17"
     _require(folder, "deadlift keypoints_coco17 folder")
     out = []
     for path in sorted(folder.glob("*_joints_new.csv")):
         try:
-            vals = pd.read_csv(path).iloc[:, 1:].to_numpy(np.float64)
-        except (OSError, ValueError) as exc:
+            vals = _read_numeric_csv(path)[:, 1:]
+        except (OSError, ValueError, csv.Error) as exc:
             raise DataError(f"cannot read {path}: {exc}") from None
         if vals.shape[1] != 2 * NUM_JOINTS:
             raise DataError(f"{path} has {vals.shape[1]} coordinate columns, expected 34 (17 COCO joints x, y)")
