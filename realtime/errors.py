@@ -24,3 +24,11 @@ class BackendUnavailable(RealtimeError):
 
 class DataError(RealtimeError):
     """Training/evaluation data has the wrong format or shape."""
+
+
+class PoseServerUnavailable(Exception):
+    """The remote pose server (Triton) is unreachable, too slow or restarting; the message is one line.
+
+    Not a ``RealtimeError``: nothing is wrong with the user's input, and the caller keeps running (shows the
+    outage, retries later) instead of exiting.
+    """

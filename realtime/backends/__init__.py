@@ -14,7 +14,7 @@ import numpy as np
 
 from realtime.errors import BackendUnavailable
 
-BACKEND_NAMES: tuple[str, ...] = ("tensorrt", "torch2trt", "torch", "onnxruntime")
+BACKEND_NAMES: tuple[str, ...] = ("tensorrt", "torch2trt", "torch", "onnxruntime", "triton")
 
 
 @runtime_checkable
@@ -37,6 +37,7 @@ _FACTORIES: dict[str, str] = {
     "torch2trt": "realtime.backends.torch2trt_backend:create",
     "torch": "realtime.backends.torch_backend:create",
     "onnxruntime": "realtime.backends.onnx_backend:create",
+    "triton": "realtime.backends.triton_backend:create",  # a remote Triton server; never chosen by auto
 }
 
 

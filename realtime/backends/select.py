@@ -1,7 +1,8 @@
 """``--backend auto``: pick the fastest backend that is installed and usable here, and say why.
 
 Order: TensorRT > torch2trt > CUDA PyTorch > ONNX Runtime (CPU) > PyTorch (CPU); torch2trt needs TensorRT, so
-``auto`` never gets past TensorRT to it (ask for it by name). Only package metadata
+``auto`` never gets past TensorRT to it (ask for it by name); ``triton`` (a remote Triton Inference Server) is never
+chosen by ``auto`` either. Only package metadata
 (``importlib.util.find_spec``) and ``torch.cuda.is_available()`` are consulted, so choosing never imports
 TensorRT. An explicitly requested backend that cannot run here raises BackendUnavailable with a one-line
 install hint.
@@ -18,6 +19,7 @@ TENSORRT_HINT = "TensorRT is not installed: pip install 'realtime-gym[tensorrt]'
 TORCH2TRT_HINT = ("torch2trt is not installed: git clone https://github.com/NVIDIA-AI-IOT/torch2trt && "
                   "pip install ./torch2trt (needs TensorRT and an NVIDIA GPU)")
 ONNXRUNTIME_HINT = "onnxruntime is not installed: pip install onnxruntime"
+TRITON_HINT = "tritonclient is not installed: pip install 'tritonclient[grpc]'"
 NO_GPU = "needs an NVIDIA GPU with CUDA, and PyTorch sees none; use --backend onnxruntime on the CPU"
 
 
@@ -53,6 +55,8 @@ def unavailable_reason(name: str, gpu: bool | None = None) -> str | None:
         return None if gpu else f"--backend torch2trt {NO_GPU}"
     if name == "onnxruntime":
         return None if _has("onnxruntime") else ONNXRUNTIME_HINT
+    if name == "triton":
+        return None if _has("tritonclient") and _has("grpc") else TRITON_HINT
     return None if _has("torch") else "PyTorch is not installed: see https://pytorch.org/get-started/locally/"
 
 
@@ -70,7 +74,7 @@ def choose_backend(requested: str = "auto") -> tuple[str, str]:
         if problem:
             raise BackendUnavailable(problem)
         where = "CUDA" if requested in ("tensorrt", "torch2trt") or (requested == "torch" and cuda_available()) \
-            else "CPU"
+            else "Triton server" if requested == "triton" else "CPU"
         return requested, f"--backend {requested} ({where})"
     gpu = cuda_available()
     if gpu and _has("tensorrt"):
