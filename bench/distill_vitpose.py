@@ -257,6 +257,8 @@ def evaluate(a: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     pp = sub.add_parser("prepare", help="teacher keypoints + crops for train (jittered) and held-out clips")
@@ -275,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     pe = sub.add_parser("eval")
     pe.add_argument("--weights", default=str(OUT / "vitpose-s-distilled"))
     pe.add_argument("--json", default=None)
+    add_verbose_argument(p)
     a = p.parse_args(argv)
+    setup_logging(a.verbose)
     if not (DATA / "deadlift_bichraix").is_dir():
         print(f"error: real clips not found under {DATA}", file=sys.stderr)
         return 2

@@ -282,12 +282,16 @@ def eval_uiprmd(data: Path, strictness: str, fps: float = 30.0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--strictness", default="normal")
     ap.add_argument("--only", choices=("deadlift", "pushup", "uiprmd"), default=None)
     ap.add_argument("--json", type=Path, default=None)
+    add_verbose_argument(ap)
     args = ap.parse_args(argv)
+    setup_logging(args.verbose)
     if not args.data.exists():
         print(f"error: {args.data} not found; pass --data", file=sys.stderr)
         return 2

@@ -145,6 +145,8 @@ def plot_clip(path: Path, name: str, fps: float, timeline, truth_frames, starts,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "workouttracker_reps")
     ap.add_argument("--cache", type=Path, default=REPO / "out" / "keypoints_cache" / "workouttracker_reps")
@@ -158,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tol", type=float, default=1.0, help="rep-start matching tolerance, seconds")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plots", type=Path, default=None)
+    add_verbose_argument(ap)
     args = ap.parse_args(argv)
+    setup_logging(args.verbose)
 
     import pandas as pd
 

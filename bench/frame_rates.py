@@ -31,11 +31,15 @@ def retime(kp: np.ndarray, factor: int | float) -> np.ndarray:
 
 
 def main() -> None:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/penn_action")
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--json", type=Path)
+    add_verbose_argument(ap)
     args = ap.parse_args()
+    setup_logging(args.verbose)
     model, meta = load_model(args.weights)
     classes = list(meta["classes"])
     split = json.loads(Path(args.weights).with_suffix(".split.json").read_text())["splits"]["test"]

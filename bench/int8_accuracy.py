@@ -150,6 +150,8 @@ def evaluate_recipe(name: str, fp32_path: Path, work: Path, batches: Calibration
 
 
 def main(argv: list[str] | None = None) -> int:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variant", default="s", choices=("s", "b", "l", "h"))
     p.add_argument("--weights", default=None,
@@ -164,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed-reps", type=int, default=15)
     p.add_argument("--work-dir", default=None, help="where the ONNX files and crops go (default: a temp dir)")
     p.add_argument("--json", default=None)
+    add_verbose_argument(p)
     a = p.parse_args(argv)
+    setup_logging(a.verbose)
     if a.recipes is None:  # quantize_onnx_int8's defaults with --method
         RECIPES[f"default-{a.method}"] = {"method": a.method}
         recipes = [f"default-{a.method}"]

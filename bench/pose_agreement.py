@@ -148,6 +148,8 @@ def draw(image: np.ndarray, keypoints: np.ndarray | None, ref: np.ndarray | None
 
 
 def main(argv: list[str] | None = None) -> int:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pose-model", default="blazepose-full")
     parser.add_argument("--backend", default="auto")
@@ -160,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="use pushfit's MoveNet y as stored (short axis squashed; see undo_square_letterbox)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--overlays", type=Path, default=None, help="write squat/deadlift/push-up overlay PNGs here")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.verbose)
 
     from realtime.pose import create_pose_estimator
 

@@ -83,13 +83,17 @@ def bench_topdown(iters: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="s,b", help="comma-separated ViTPose sizes (s,b,l,h)")
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per backend")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="threads for both (default: physical cores)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.verbose)
 
     import onnxruntime
     import torch

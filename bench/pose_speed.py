@@ -119,6 +119,8 @@ def bench_vitpose(variant: str, frames: list[np.ndarray], decode_ms: float, repe
 
 
 def main(argv: list[str] | None = None) -> int:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--frames", type=int, default=150)
@@ -126,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: all cores, max 4)")
     parser.add_argument("--vitpose", default="s,b", help="ViTPose variants to time ('' = none)")
     parser.add_argument("--json", type=Path, default=None)
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.verbose)
     if not args.clip.is_file():
         print(f"clip not found: {args.clip} (real clips live in ../shared/data)", file=sys.stderr)
         return 1

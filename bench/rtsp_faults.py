@@ -64,6 +64,8 @@ def kill(proc: subprocess.Popen) -> None:
 
 
 def main() -> int:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cycles", type=int, default=100, help="kill/restart cycles (default 100)")
     ap.add_argument("--up", type=float, default=2.0, help="seconds of streaming before each kill")
@@ -73,7 +75,9 @@ def main() -> int:
     ap.add_argument("--max-backoff", type=float, default=2.0)
     ap.add_argument("--python", default="/usr/bin/python3", help="interpreter with gi (GstRtspServer)")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_verbose_argument(ap)
     args = ap.parse_args()
+    setup_logging(args.verbose)
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_clip(Path(tmp) / "loop.mp4")

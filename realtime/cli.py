@@ -92,15 +92,18 @@ def build_subcommand_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     build_engine.add_parser(sub)
     build_engine.add_calib_parser(sub)
+    from realtime.logs import add_verbose_argument
+
+    for parser in sub.choices.values():  # -v works after every sub-command (main() reads it before parsing)
+        add_verbose_argument(parser)
     return p
 
 
 def setup_logging(verbose: int) -> None:
-    from rich.logging import RichHandler
+    """Logs and errors to stderr (results stay on stdout); -v info, -vv debug. See realtime.logs."""
+    from realtime.logs import setup_logging as setup
 
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = RichHandler(show_path=verbose > 1, rich_tracebacks=verbose > 1, markup=False)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    setup(verbose)
 
 
 def main(argv: list[str] | None = None) -> int:

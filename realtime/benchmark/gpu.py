@@ -282,6 +282,8 @@ def _preprocess_bench(device: str, seconds: float, people: Sequence[int] = (1, 8
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from realtime.logs import add_verbose_argument, setup_logging
+
     p = argparse.ArgumentParser(prog="python -m realtime.benchmark.gpu", description=__doc__.splitlines()[0])
     p.add_argument("--variant", default="b", choices=("s", "b", "l", "h"))
     p.add_argument("--backend", default="torch", choices=("torch", "tensorrt", "torch2trt", "onnxruntime"))
@@ -298,8 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="tiny random ViTPose (tests)")
     p.add_argument("--weights", default=None)
     p.add_argument("--json", default=None, metavar="FILE")
+    add_verbose_argument(p)
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(1 + a.verbose)  # progress is logged at INFO: shown by default here; -v adds debug
     report = run_gpu_bench(a.variant, a.backend, a.precision, tuple(int(b) for b in a.batch_sizes.split(",")),
                            a.streams, a.seconds, a.device, a.cuda_graphs, a.tiny, a.weights, a.latency_ms,
                            a.stream_trial_s, a.max_trials, compile=a.compile)

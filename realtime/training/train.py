@@ -633,6 +633,7 @@ def extract_folder(video_dir: Path, out_dir: Path, estimator, progress: Callable
 # --- CLI -------------------------------------------------------------------------------------------------
 
 def _progress():
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -643,13 +644,28 @@ def _progress():
     )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False,
+                    console=Console(stderr=True))  # progress is not a result: stderr
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, unless it has none (None, a flag) or its help names it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text or action.nargs == 0:
+            return text
+        return super()._get_help_string(action)
 
 
 def add_parsers(subparsers) -> None:
-    """Add ``train``, ``evaluate`` and ``extract`` sub-commands (each sets ``func``)."""
+    """Add ``train``, ``evaluate``, ``extract`` and ``ensemble`` sub-commands (each sets ``func``)."""
+    from realtime.logs import add_verbose_argument
+
     kinds = ", ".join(DATASETS)
-    p = subparsers.add_parser("train", help="train the exercise classifier on keypoint data",
+    fmt = DefaultsHelpFormatter
+    cfg = TrainConfig()
+    p = subparsers.add_parser("train", help="train the exercise classifier on keypoint data", formatter_class=fmt,
                               description="Train the causal TCN exercise classifier. Data: --data KIND=PATH, "
                                           f"KIND one of {kinds}.")
     p.add_argument("--data", action="append", required=True, metavar="KIND=PATH",
@@ -659,20 +675,27 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--init", help="start from this checkpoint (matching layers and class rows are copied)")
     p.add_argument("--no-synthetic-other", action="store_true",
                    help="do not add generated standing/walking/empty 'other' sequences")
-    p.add_argument("--val-frac", type=float, default=0.15)
+    p.add_argument("--val-frac", type=float, default=0.15,
+                   help="share of each class's groups (people/clips) held out for validation")
     p.add_argument("--test-frac", type=float, default=0.25, help="share of each class held out for testing "
                    "(data sets with an official split keep it)")
     p.add_argument("--report", help="also evaluate the test split and write the report into this folder")
-    for name, default in (("steps", 3000), ("batch-size", 32), ("channels", 64), ("levels", 6), ("seed", 0),
-                          ("eval-every", 250), ("threads", 1), ("workers", 1)):
-        p.add_argument(f"--{name}", type=int, default=default)
-    p.add_argument("--lr", type=float, default=3e-3)
+    for name, what in (("steps", "training steps (batches)"), ("batch-size", "sequences per batch"),
+                       ("channels", "TCN channels per layer"), ("levels", "TCN levels (receptive field doubles "
+                                                                            "with each)"),
+                       ("seed", "random seed of the split, sampling and initialisation"),
+                       ("eval-every", "validate every N steps (the best validation checkpoint is kept)"),
+                       ("threads", "torch threads (more than the free cores is much slower)"),
+                       ("workers", "background processes drawing batches (0 = in the training loop)")):
+        p.add_argument(f"--{name}", type=int, default=getattr(cfg, name.replace("-", "_")), metavar="N", help=what)
+    p.add_argument("--lr", type=float, default=cfg.lr, help="AdamW learning rate")
     p.add_argument("--shallow-squats", action="store_true",
                    help="also train on squats made shallower and with counterbalance arms (the recipe of the "
                         "shipped ensemble's second member)")
     p.set_defaults(func=cmd_train)
+    add_verbose_argument(p)
 
-    p = subparsers.add_parser("evaluate", help="measure a classifier on keypoint data",
+    p = subparsers.add_parser("evaluate", help="measure a classifier on keypoint data", formatter_class=fmt,
                               description="Classification report, confusion matrix, misclassified clips and "
                                           "streaming measures (delay, flips) for a classifier checkpoint.")
     p.add_argument("--model", help="checkpoint .safetensors (default: the shipped model)")
@@ -680,23 +703,27 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                    help="which part of the model's split to use (clips the model never saw count as test)")
     p.add_argument("--out", default="classifier_report", help="report folder")
-    p.add_argument("--title", default="Exercise classifier evaluation")
+    p.add_argument("--title", default="Exercise classifier evaluation", help="report title")
     p.add_argument("--no-gate", action="store_true",
                    help="the network alone, without the plausibility rules the live classifier applies")
     p.set_defaults(func=cmd_evaluate)
+    add_verbose_argument(p)
 
-    p = subparsers.add_parser("extract", help="run the pose engine over class folders of videos",
+    p = subparsers.add_parser("extract", help="run the pose engine over class folders of videos", formatter_class=fmt,
                               description="VIDEOS/<class>/*.mp4 -> OUT/<class>/*.npz (key 'reconstruction', "
                                           "T x 17 x 3 COCO-17 x, y, score) + OUT/manifest.csv, ready for "
                                           "`train --data npz=OUT`. Name videos <person>__<n>.mp4 to keep a "
                                           "person on one side of the train/test split.")
     p.add_argument("videos", help="folder with one sub-folder of videos per class")
     p.add_argument("out", help="output folder")
-    p.add_argument("--pose-model", default="auto")
-    p.add_argument("--backend", default="auto")
+    p.add_argument("--pose-model", default="auto",
+                   help="pose engine (as in the live run); auto: ViTPose when its weights are present, else the "
+                        "bundled BlazePose")
+    p.add_argument("--backend", default="auto", help="ViTPose backend: auto|tensorrt|torch2trt|torch|onnxruntime")
     p.add_argument("--weights", help="ViTPose weights (default: bundled BlazePose when none are found)")
-    p.add_argument("--max-frames", type=int, help="stop each video after this many frames")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop each video after N frames (default: all)")
     p.set_defaults(func=cmd_extract)
+    add_verbose_argument(p)
 
     p = subparsers.add_parser("ensemble", help="make a checkpoint average its probabilities with other checkpoints",
                               description="Writes the members into MODEL's .json (paths relative to it): loading "
@@ -704,6 +731,28 @@ def add_parsers(subparsers) -> None:
     p.add_argument("model", help="checkpoint .safetensors that becomes the ensemble")
     p.add_argument("members", nargs="*", help="other checkpoints (.safetensors); none = undo")
     p.set_defaults(func=cmd_ensemble)
+    add_verbose_argument(p)
+
+
+MIN_TRAIN_PER_CLASS = 5  # fewer real training sequences of a class than this: the split is too small to learn from
+
+
+def split_warning(train: list[Sample], val: list[Sample], test: list[Sample], val_frac: float,
+                  test_frac: float) -> str | None:
+    """One line saying which split is empty or too small (``val`` without the synthetic sequences), else None."""
+    labels = sorted({s.label for s in (*train, *val, *test)})
+    problems = []
+    few = [f"{c} {n}" for c in labels if (n := sum(s.label == c for s in train)) < MIN_TRAIN_PER_CLASS]
+    if few:
+        problems.append(f"train has few sequences ({', '.join(few)}; want {MIN_TRAIN_PER_CLASS}+ per class)")
+    if val_frac > 0 and not val:
+        problems.append("val is empty (a class needs 2+ groups, i.e. people or clips, outside test)")
+    if test_frac > 0 and not test:
+        problems.append("test is empty (a class needs 3+ groups for a test share; --report will have nothing)")
+    if not problems:
+        return None
+    return (f"too little data for a train/val/test split: {'; '.join(problems)}; add clips of more people "
+            f"(train {len(train)} / val {len(val)} / test {len(test)} real sequences)")
 
 
 def _load_split(model_path: Path) -> dict | None:
@@ -735,6 +784,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                         f"or keep the synthetic 'other' class")
     split = split_samples(samples, args.val_frac, args.test_frac, args.seed)
     train, val, test = (subset(samples, split[k]) for k in ("train", "val", "test"))
+    warning = split_warning(train, val, test, args.val_frac, args.test_frac)
+    if warning:
+        log.warning(warning)
     if not args.no_synthetic_other:
         from realtime.training.datasets import synthetic_other_samples
 
@@ -754,8 +806,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             shown = {k: v for k, v in info.items() if k != "step"}
             text = " ".join(f"{k}={round(v, 4) if isinstance(v, float) else v}" for k, v in shown.items())
             bar.update(task, completed=step, info=text)
-            if "elapsed_s" in info and not console.is_terminal:  # logs/CI: one line per evaluation
-                print(f"step {step}/{cfg.steps} {text}", flush=True)
+            if "elapsed_s" in info and not bar.console.is_terminal:  # logs/CI: one line per evaluation
+                print(f"step {step}/{cfg.steps} {text}", file=sys.stderr, flush=True)
 
         model, hist = train_model(train, val, classes, cfg, tick, init=args.init)
     out = Path(args.out)
@@ -856,7 +908,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not video_dir.is_dir():
         raise DataError(f"video folder {video_dir} not found; expected <folder>/<class>/<video>.mp4")
     estimator, reason = pose.create_pose_estimator(args.pose_model, args.backend, args.weights)
-    print(f"pose engine: {getattr(estimator, 'name', type(estimator).__name__)} ({reason})")
+    print(f"pose engine: {getattr(estimator, 'name', type(estimator).__name__)} ({reason})", file=sys.stderr)
     n = sum(1 for p in video_dir.glob("*/*") if p.suffix.lower() in VIDEO_EXTS)
     try:
         with _progress() as bar:
@@ -871,12 +923,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from realtime.logs import add_verbose_argument, count_verbose, setup_logging
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    setup_logging(count_verbose(argv))
     parser = argparse.ArgumentParser(prog="python -m realtime.training.train", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    add_verbose_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     add_parsers(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
     except RealtimeError as exc:

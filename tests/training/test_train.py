@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -15,10 +16,12 @@ from realtime.training.datasets import Sample, read_npz_folder, split_samples, s
 from realtime.training.train import (
     SequenceSampler,
     TrainConfig,
+    add_parsers,
     class_order,
     iter_video,
     main,
     run_eval,
+    split_warning,
     summarise,
     train_model,
 )
@@ -185,6 +188,43 @@ class _FakeEstimator:
 
     def close(self) -> None:
         pass
+
+
+def test_train_and_extract_help_document_every_option_with_its_default():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    add_parsers(sub)
+    for name in ("train", "evaluate", "extract"):
+        p = sub.choices[name]
+        undocumented = [a.option_strings or a.dest for a in p._actions if a.dest != "help" and not a.help]
+        assert not undocumented, f"{name}: {undocumented}"
+    assert "(default: 3000)" in sub.choices["train"].format_help()  # --steps
+    assert "(default: 0.15)" in sub.choices["train"].format_help()  # --val-frac
+    assert "(default: auto)" in sub.choices["extract"].format_help()  # --pose-model, --backend
+
+
+def test_split_warning_names_the_empty_and_small_splits():
+    samples = _samples(people=1, clips=1)
+    split = split_samples(samples, 0.15, 0.25, 0)
+    train, val, test = (subset(samples, split[k]) for k in ("train", "val", "test"))
+    text = split_warning(train, val, test, 0.15, 0.25)
+    assert text and "\n" not in text and "test is empty" in text and "val is empty" in text
+    assert "squat 1" in text and "snatch 1" in text
+    samples = _samples(people=6, clips=3)
+    split = split_samples(samples, 0.15, 0.25, 0)
+    assert split_warning(*(subset(samples, split[k]) for k in ("train", "val", "test")), 0.15, 0.25) is None
+
+
+def test_train_on_two_clips_warns_once_on_stderr(tmp_path: Path, capsys):
+    data = tmp_path / "clips"
+    _write_npz(data, _samples(seed=1, people=1, clips=1))  # one squat clip, one snatch clip
+    rc = main(["train", "--data", f"npz={data}", "--out", str(tmp_path / "m.safetensors"), "--steps", "2",
+               "--channels", "8", "--levels", "2", "--eval-every", "1", "--workers", "0"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if "too little data" in line]
+    assert len(lines) == 1 and lines[0].startswith("WARNING") and "test is empty" in lines[0]
+    assert "too little data" not in captured.out and "split by group: train 2" in captured.out
 
 
 def test_extract_with_fake_estimator(tmp_path: Path, monkeypatch):
