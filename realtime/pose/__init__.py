@@ -8,13 +8,13 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from realtime.errors import RealtimeError
+from realtime.pose.options import BACKENDS as BACKENDS
+from realtime.pose.options import POSE_MODELS as POSE_MODELS
+from realtime.pose.options import PRECISIONS as PRECISIONS
+from realtime.pose.options import validate_pose_options as validate_pose_options
 from realtime.types import PoseResult
 
 log = logging.getLogger(__name__)
-
-POSE_MODELS: tuple[str, ...] = (
-    "auto", "blazepose-lite", "blazepose-full", "vitpose-s", "vitpose-b", "vitpose-l", "vitpose-h",
-)
 
 
 @runtime_checkable
@@ -46,6 +46,7 @@ def create_pose_estimator(
 
     Engines return raw keypoints; display/analysis smoothing is the pipeline's job (realtime.pose.smoothing).
     """
+    validate_pose_options(pose_model, backend, precision)  # a typo is exit 2 on every path, BlazePose's too
     if pose_model not in POSE_MODELS:
         raise RealtimeError(f"unknown --pose-model {pose_model!r}; choose one of {', '.join(POSE_MODELS)}")
     if pose_model == "auto":

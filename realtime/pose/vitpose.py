@@ -378,12 +378,17 @@ def _hub_snapshot(repo_id: str) -> Path:
         raise WeightsError(f"cannot download {repo_id}: {_first_line(exc)[:200]}") from None
 
 
+def looks_like_hub_id(weights: str) -> bool:
+    """``owner/name`` without a weights-file suffix: a Hugging Face hub model id, not a local path."""
+    return bool(_HUB_ID.match(weights)) and not weights.lower().endswith((*_TORCH_SUFFIXES, ".onnx", ".safetensors"))
+
+
 def resolve_weights(weights: str) -> str:
     """Local path for ``weights`` (a path as is, a hub id -> cached/downloaded snapshot dir); WeightsError if none."""
     path = Path(weights).expanduser()
     if path.exists():
         return str(path)
-    if _HUB_ID.match(weights) and not weights.lower().endswith((*_TORCH_SUFFIXES, ".onnx", ".safetensors")):
+    if looks_like_hub_id(weights):
         return str(_hub_snapshot(weights))
     raise WeightsError(f"weights not found: {weights} (a file, a Hugging Face directory or a hub model id)")
 
@@ -418,7 +423,7 @@ def load_vitpose_model(weights: str, variant: str | None = None):
         raise WeightsError(f"{path} is an ONNX export: it runs directly on --backend onnxruntime, not as a PyTorch "
                            f"model (use the .pth/Hugging Face weights for --backend torch)")
     else:
-        raise WeightsError(f"{path}: unknown weights format {suffix or '(no suffix)'}; "
+        raise WeightsError(f"{path}: not a checkpoint (unknown weights format {suffix or '(no suffix)'}); "
                            f"use a Hugging Face dir/id, an mmpose .pth, .safetensors or .onnx")
     found = variant_of(model)
     if variant is not None and found is not None and found != variant:
@@ -477,7 +482,36 @@ def guess_variant(path_or_id: str) -> str:
         hidden = _hidden_from_file(path)
         if hidden in _VARIANT_BY_HIDDEN:
             return _VARIANT_BY_HIDDEN[hidden]
+    problem = _unusable_weights(path_or_id)
+    if problem is not None:  # "not found" / "not a checkpoint" say more than "cannot tell which size"
+        raise problem
     raise WeightsError(f"cannot tell which ViTPose size {path_or_id} is; pass --pose-model vitpose-s|b|l|h")
+
+
+def _unusable_weights(path_or_id: str) -> WeightsError | None:
+    """Why ``path_or_id`` cannot be ViTPose weights (missing, unreadable, not a checkpoint), or None if it may be.
+
+    Offline: a hub id is left to the loader; only a file whose size could not be read is opened (a broken file
+    fails fast).
+    """
+    path = Path(path_or_id).expanduser()
+    if not path.exists():
+        if path_or_id == "random" or looks_like_hub_id(path_or_id):
+            return None  # --weights random (benchmarks) or a hub model id
+        return WeightsError(f"weights not found: {path_or_id} (a file, a Hugging Face directory or a hub model id)")
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        try:
+            import onnx
+
+            onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a non-ONNX file
+            return WeightsError(f"{path}: not a checkpoint: not a readable ONNX model ({_first_line(exc)[:120]})")
+        return None
+    try:
+        load_vitpose_model(str(path))
+    except WeightsError as exc:
+        return exc
+    return None
 
 
 def _hub_candidates(variant: str) -> list[str]:

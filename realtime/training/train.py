@@ -661,6 +661,7 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def add_parsers(subparsers) -> None:
     """Add ``train``, ``evaluate``, ``extract`` and ``ensemble`` sub-commands (each sets ``func``)."""
     from realtime.logs import add_verbose_argument
+    from realtime.pose.options import BACKENDS, POSE_MODELS
 
     kinds = ", ".join(DATASETS)
     fmt = DefaultsHelpFormatter
@@ -716,10 +717,10 @@ def add_parsers(subparsers) -> None:
                                           "person on one side of the train/test split.")
     p.add_argument("videos", help="folder with one sub-folder of videos per class")
     p.add_argument("out", help="output folder")
-    p.add_argument("--pose-model", default="auto",
-                   help="pose engine (as in the live run); auto: ViTPose when its weights are present, else the "
+    p.add_argument("--pose-model", default="auto", choices=POSE_MODELS, metavar="MODEL",
+                   help=f"{'|'.join(POSE_MODELS)}: pose engine (as in the live run); auto: ViTPose when its weights are present, else the "
                         "bundled BlazePose")
-    p.add_argument("--backend", default="auto", help="ViTPose backend: auto|tensorrt|torch2trt|torch|onnxruntime")
+    p.add_argument("--backend", default="auto", help=f"ViTPose backend: {'|'.join(BACKENDS)}")
     p.add_argument("--weights", help="ViTPose weights (default: bundled BlazePose when none are found)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop each video after N frames (default: all)")
     p.set_defaults(func=cmd_extract)
@@ -904,6 +905,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from realtime import pose
 
+    pose.validate_pose_options(args.pose_model, args.backend, "auto", args.weights)
     video_dir, out_dir = Path(args.videos), Path(args.out)
     if not video_dir.is_dir():
         raise DataError(f"video folder {video_dir} not found; expected <folder>/<class>/<video>.mp4")

@@ -319,8 +319,10 @@ def test_guess_variant(tmp_path: Path, small_dir: Path) -> None:
     neutral = tmp_path / "weights"
     neutral.symlink_to(small_dir, target_is_directory=True)
     assert vitpose.guess_variant(str(neutral)) == "s"
-    with pytest.raises(WeightsError, match="--pose-model"):
+    with pytest.raises(WeightsError, match="weights not found"):  # missing: said as such, not "cannot tell"
         vitpose.guess_variant(str(tmp_path / "model.pth"))
+    with pytest.raises(WeightsError, match="--pose-model"):  # a hub id of unknown size
+        vitpose.guess_variant("someone/pose-model")
 
 
 def test_guess_variant_reads_the_patch_embedding_of_neutrally_named_files(tmp_path: Path) -> None:
