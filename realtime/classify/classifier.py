@@ -39,6 +39,7 @@ from realtime.classify.window import (
     Normaliser,
 )
 from realtime.errors import WeightsError
+from realtime.files import honour_umask
 from realtime.types import NUM_JOINTS, OTHER_LABEL, Prediction
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ def save_checkpoint(model: CausalTCN, classes: tuple[str, ...] | list[str], meta
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={"format": FORMAT, "classes": json.dumps(list(classes)),
                                           "architecture": json.dumps(arch)})
+    honour_umask(path)  # safetensors creates the file 0600 whatever the umask
     metadata_path(path).write_text(json.dumps(meta, indent=2) + "\n")
     return path
 

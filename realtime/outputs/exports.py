@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from realtime.errors import RealtimeError
+from realtime.files import honour_umask
 from realtime.types import RepEvent
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def _atomic_write(path: str | Path, write) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
+            honour_umask(fd)  # mkstemp makes it 0600 whatever the umask
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
                 write(fh)
             os.replace(tmp, path)
@@ -150,9 +152,35 @@ def write_summary_json(summary: dict, path: str | Path) -> Path:
     return _atomic_write(path, lambda fh: fh.write(json.dumps(data, indent=2, allow_nan=False) + "\n"))
 
 
-def write_timeline_png(timeline: Sequence[tuple[float, float, str]], reps: Iterable[RepEvent], path: str | Path,
-                       title: str = "rep signal") -> Path:
-    """The rep signal (signal / full ROM) over time with each rep shaded (green = clean, red = with faults)."""
+ANGLE_SIGNALS = frozenset({"elbow_angle", "torso_upright"})  # degrees; every other rep signal is in body units
+
+
+def signal_unit(signal: str) -> str:
+    """Unit of a rep signal (see realtime.reps.angles): degrees for angles, body units (~ one torso) for heights."""
+    return "degrees" if signal in ANGLE_SIGNALS else "body units"
+
+
+def signal_axis_label(exercises: Sequence[str], config=None) -> str:
+    """Y-axis label naming the plotted signal and its unit: the signal divided by the exercise's full range of
+    motion (``config``: an AnalyzerConfig, default the shipped form config)."""
+    if config is None:
+        from realtime.reps.form import load_config
+
+        config = load_config()
+    params = [config.reps[e] for e in dict.fromkeys(exercises) if e in config.reps]
+    if not params:
+        return "rep signal / full range of motion (1 = one full rep)"
+    if len({(p.signal, p.full_rom) for p in params}) == 1:
+        p = params[0]
+        return f"{p.signal} / full ROM ({p.full_rom:g} {signal_unit(p.signal)})"
+    names = ", ".join(f"{e}: {p.signal} / {p.full_rom:g} {signal_unit(p.signal)}"
+                      for e, p in zip(dict.fromkeys(exercises), params, strict=False))
+    return f"signal / full ROM ({names})"
+
+
+def timeline_figure(timeline: Sequence[tuple[float, float, str]], reps: Iterable[RepEvent],
+                    title: str = "rep signal", config=None):
+    """The figure of ``write_timeline_png`` (matplotlib ``Figure``, no pyplot)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -160,19 +188,28 @@ def write_timeline_png(timeline: Sequence[tuple[float, float, str]], reps: Itera
     fig = Figure(figsize=(10, 3.2))  # no pyplot: no global state, no display, safe from any thread
     FigureCanvasAgg(fig)
     ax = fig.subplots()
+    ylabel = signal_axis_label([r.exercise for r in reps], config)
     if timeline:
         t, s, _ = zip(*timeline, strict=True)
-        ax.plot(t, s, lw=1.2, color="tab:blue", label="signal / full ROM")
+        ax.plot(t, s, lw=1.2, color="tab:blue", label=ylabel)
     for r in reps:
         ax.axvspan(r.start_t, r.end_t, color="tab:red" if r.faults else "tab:green", alpha=0.18, lw=0)
         ax.axvline(r.start_t, color="grey", lw=0.6)
         ax.text(r.start_t, 1.0, f"{r.exercise[:6]} {r.index}", transform=ax.get_xaxis_transform(), fontsize=7,
                 va="top")
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("signal / full ROM")
+    ax.set_ylabel(ylabel, fontsize=8 if len(ylabel) > 40 else None)
     ax.set_title(f"{title}: {len(reps)} reps (green = clean, red = with faults)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def write_timeline_png(timeline: Sequence[tuple[float, float, str]], reps: Iterable[RepEvent], path: str | Path,
+                       title: str = "rep signal", config=None) -> Path:
+    """The rep signal over time, divided by the exercise's full range of motion (the y axis names the signal and
+    its unit), with each rep shaded (green = clean, red = with faults)."""
+    fig = timeline_figure(timeline, reps, title, config)
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

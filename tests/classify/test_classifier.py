@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +200,16 @@ def test_ensemble_member_with_other_classes_is_refused_and_nothing_changes(tmp_p
 def test_shipped_classifier_is_an_ensemble_of_two():
     model, meta = load_model()
     assert len(model.members) == 2 and meta["ensemble"] == ["classifier_shallow.safetensors"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_checkpoint_files_honour_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        path = save_checkpoint(CausalTCN(IN_CHANNELS, len(CLASSES), channels=8, levels=2), CLASSES, {},
+                               tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    want = 0o666 & ~mask  # safetensors alone writes 0600 whatever the umask
+    assert stat.S_IMODE(path.stat().st_mode) == want
+    assert stat.S_IMODE(path.with_suffix(".json").stat().st_mode) == want

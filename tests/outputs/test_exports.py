@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
 
 import jsonschema
 import pytest
@@ -15,6 +17,8 @@ from realtime.outputs.exports import (
     REP_EVENT_SCHEMA,
     REPS_CSV_COLUMNS,
     SUMMARY_SCHEMA,
+    signal_unit,
+    timeline_figure,
     write_reps_csv,
     write_summary_json,
     write_timeline_png,
@@ -114,3 +118,31 @@ def test_unwritable_path_is_a_one_line_error(tmp_path):
     assert "\n" not in str(exc.value)
     with pytest.raises(RealtimeError, match="cannot write"):
         write_timeline_png([], [], blocker / "t.png")
+
+
+@pytest.fixture(params=[0o022, 0o077, 0o002])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def test_outputs_honour_the_umask(session, tmp_path, umask):
+    want = 0o666 & ~umask  # what open() would create (0644 under the usual 022; mkstemp alone gives 0600)
+    for path in (write_reps_csv(session.reps, tmp_path / "reps.csv"),
+                 write_summary_json(session.summary(), tmp_path / "summary.json"),
+                 write_timeline_png(session.timeline(), session.reps, tmp_path / "timeline.png")):
+        assert stat.S_IMODE(path.stat().st_mode) == want, path.name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_timeline_axes_name_the_signal_its_unit_and_time(session):
+    ax = timeline_figure(session.timeline(), session.reps).axes[0]
+    assert ax.get_xlabel() == "time (s)"
+    ylabel = ax.get_ylabel()
+    assert "squat: hip_height / " in ylabel and "body units" in ylabel  # squat: hip height in body units
+    assert "pushup: elbow_angle / " in ylabel and "degrees" in ylabel
+    squat_only = [r for r in session.reps if r.exercise == "squat"]
+    assert timeline_figure([], squat_only).axes[0].get_ylabel().startswith("hip_height / full ROM (")
+    assert "full range of motion" in timeline_figure([], []).axes[0].get_ylabel()
+    assert signal_unit("elbow_angle") == "degrees" and signal_unit("wrist_height") == "body units"
