@@ -43,6 +43,18 @@ class StatsSnapshot:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+def bottleneck(mean_ms: dict[str, float]) -> str | None:
+    """The stage with the largest mean time (the one that limits the frame rate), or None when none has a time."""
+    timed = {name: ms for name, ms in mean_ms.items() if ms and ms > 0}
+    return max(timed, key=timed.__getitem__) if timed else None
+
+
+def stage_rate_cell(name: str, mean_ms: float, slowest: str | None) -> str:
+    """The "max fps" cell of a stage table: the rate only for the bottleneck stage, "-" for the others (the fps of
+    a sub-millisecond stage, e.g. 674286 for the sinks, says nothing about the run)."""
+    return f"{1000.0 / mean_ms:.0f}" if name == slowest and mean_ms > 0 else "-"
+
+
 def summarize(samples_ms: list[float] | np.ndarray) -> StageStats | None:
     if len(samples_ms) == 0:
         return None

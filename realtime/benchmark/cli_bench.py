@@ -243,6 +243,8 @@ def print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from realtime.stats import bottleneck, stage_rate_cell
+
     console = Console(width=None if Console().is_terminal else 160)
     console.print(f"[bold]bench[/] on {report['machine']['cpu']} ({report['machine']['cores']} cores), "
                   f"frames: {report['frames']}")
@@ -263,10 +265,11 @@ def print_table(report: dict[str, Any]) -> None:
     console.print(table)
     for r in runs:
         stages = Table(title=f"stages: {r['engine']} (pipeline run)")
-        for col in ("stage", "p50 ms", "p95 ms", "fps"):
+        for col in ("stage", "p50 ms", "p95 ms", "max fps"):
             stages.add_column(col, justify="left" if col == "stage" else "right")
+        slowest = bottleneck({name: s["mean"] for name, s in r["stages_ms"].items()})
         for name, s in r["stages_ms"].items():
-            stages.add_row(name, f"{s['p50']:.2f}", f"{s['p95']:.2f}", f"{1000 / s['mean']:.0f}" if s["mean"] else "-")
+            stages.add_row(name, f"{s['p50']:.2f}", f"{s['p95']:.2f}", stage_rate_cell(name, s["mean"], slowest))
         console.print(stages)
         if "soak" in r:
             s = r["soak"]

@@ -1,4 +1,4 @@
-"""Terminal dashboard (rich): per-stage fps and latency, buffer fill, drops, end-to-end latency, label."""
+"""Terminal dashboard (rich): per-stage latency (and the rate of the slowest stage), buffer fill, drops, end-to-end latency, label."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from realtime.stats import StageStats, StatsSnapshot
+from realtime.stats import StageStats, StatsSnapshot, bottleneck, stage_rate_cell
 
 
 def stage_table(stages: dict[str, StageStats], end_to_end: StageStats | None, title: str | None = None) -> Table:
@@ -16,9 +16,10 @@ def stage_table(stages: dict[str, StageStats], end_to_end: StageStats | None, ti
     table.add_column("stage")
     table.add_column("p50 ms", justify="right")
     table.add_column("p95 ms", justify="right")
-    table.add_column("fps", justify="right")
+    table.add_column("max fps", justify="right")  # the bottleneck stage's rate only
+    slowest = bottleneck({name: s.mean_ms for name, s in stages.items()})
     for name, s in stages.items():
-        table.add_row(name, f"{s.p50_ms:.1f}", f"{s.p95_ms:.1f}", f"{s.fps:.0f}" if s.mean_ms > 0 else "-")
+        table.add_row(name, f"{s.p50_ms:.1f}", f"{s.p95_ms:.1f}", stage_rate_cell(name, s.mean_ms, slowest))
     if end_to_end is not None:
         table.add_row("end-to-end latency", f"{end_to_end.p50_ms:.1f}", f"{end_to_end.p95_ms:.1f}", "", style="bold")
     return table
