@@ -8,6 +8,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 SUDO=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+# One line per step on stderr, so that a quiet install that takes minutes still says what it is doing.
+step() { echo "setup: $*" >&2; }
 
 apt_pkgs="ffmpeg libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 libxcb1 libfontconfig1"
 if [ "$dev" = 1 ]; then
@@ -24,21 +26,31 @@ if command -v apt-get >/dev/null; then
   done
   if [ -n "${missing// /}" ]; then
     export DEBIAN_FRONTEND=noninteractive
+    step "apt-get update (package lists)"
     $SUDO apt-get update -qq
+    step "apt-get install:${missing}"
     $SUDO apt-get install -y -qq --no-install-recommends $apt_pkgs >/dev/null
+  else
+    step "apt packages already installed ($(echo $apt_pkgs | wc -w) packages)"
   fi
+else
+  step "no apt-get: install these system packages yourself: $apt_pkgs"
 fi
 
 py=${PYTHON:-python3}
 # torch first and pinned: this version's CPU wheel is what a plain 'torch' requirement then accepts
 # (a bare 'pip install torch' would pull a multi-GB CUDA build).
+step "pip install torch==2.13.0 (CPU wheel) with $py"
 $py -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
+  step "pip install -e .[dev] (the analyzer, its dependencies from pyproject.toml, test tools)"
   $py -m pip install -q -e ".[dev]"
   # The real TensorRT Python bindings over stub libraries, for tests/backends/test_tensorrt_real_api.py (no GPU needed).
   # Optional: without them that test skips and says how to get them.
+  step "TensorRT Python bindings over stub libraries (scripts/tensorrt_api_stubs.sh, for the TensorRT API test)"
   PYTHON=$py bash scripts/tensorrt_api_stubs.sh || echo "warning: TensorRT API stubs not prepared; tests/backends/test_tensorrt_real_api.py will skip" >&2
 else
+  step "pip install -e . (the analyzer and its dependencies from pyproject.toml)"
   $py -m pip install -q -e .
 fi
 echo "setup done"
