@@ -10,12 +10,13 @@ import sys
 
 from realtime.errors import EXIT_BAD_INPUT, EXIT_FAILURE, RealtimeError
 from realtime.pose import POSE_MODELS
+from realtime.settings import settings_from_args
 from realtime.types import EXERCISES
 
 log = logging.getLogger("realtime")
 
-SUBCOMMANDS = ("train", "evaluate", "extract", "ensemble", "build-engine", "calibrate")
-BACKENDS = ("auto", "tensorrt", "torch2trt", "torch", "onnxruntime")
+SUBCOMMANDS = ("train", "evaluate", "extract", "ensemble", "build-engine", "calibrate", "export-triton")
+BACKENDS = ("auto", "tensorrt", "torch2trt", "torch", "onnxruntime", "triton")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,8 +28,12 @@ class _Parser(argparse.ArgumentParser):
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("source")
-    src.add_argument("--source", default=None,
-                     help="webcam index (0), rtsp://, http(s):// stream, or a video file (default: webcam 0)")
+    src.add_argument("--source", action="append", default=None, metavar="[NAME=]SOURCE",
+                     help="webcam index (0), rtsp://, http(s):// stream, or a video file (default: webcam 0); give it "
+                     "several times for several cameras (named cam0, cam1, ... or NAME=SOURCE)")
+    src.add_argument("--cameras", default=None, metavar="FILE.toml",
+                     help="camera list: [[camera]] tables with name, source and optional exercise, pick, "
+                     "strictness, rtsp_transport, realtime")
     src.add_argument("--realtime", action="store_true",
                      help="pace a video file like a camera (frames are dropped when processing is slower)")
     src.add_argument("--rtsp-transport", choices=("tcp", "udp"), default="tcp")
@@ -49,6 +54,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                       help="which person to follow when several are in view: largest|center|left|right, or an index "
                       "counted from the left (0, 1, ...)")
     pose.add_argument("--no-smooth", action="store_true", help="analyse raw keypoints (no One Euro smoothing)")
+    pose.add_argument("--max-batch", type=int, default=16, metavar="N",
+                      help="several cameras: most person crops the shared ViTPose engine runs in one batch")
+    pose.add_argument("--max-wait-ms", type=float, default=4.0, metavar="MS",
+                      help="several cameras: how long the first crop may wait for other cameras' crops")
+    pose.add_argument("--triton-url", default=None, metavar="grpc://HOST:8001",
+                      help="with --backend triton: the Triton Inference Server serving ViTPose")
+    pose.add_argument("--triton-model", default=None, metavar="NAME",
+                      help="with --backend triton: the model's name on the server (default vitpose_<size>)")
     ana = p.add_argument_group("analysis")
     ana.add_argument("--classifier", default=None, help="TCN checkpoint (.safetensors); default: the shipped one")
     ana.add_argument("--exercise", choices=EXERCISES, default=None,
@@ -57,10 +70,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     ana.add_argument("--form-config", default=None, help="TOML with form thresholds (default: the shipped one)")
     out = p.add_argument_group("output")
     out.add_argument("--headless", action="store_true", help="no window")
-    out.add_argument("--save", default=None, metavar="OUT.mp4", help="write the overlay video (H.264)")
-    out.add_argument("--events", default=None, metavar="OUT.jsonl", help="write per-frame/rep/source events")
+    out.add_argument("--save", default=None, metavar="OUT.mp4|DIR",
+                     help="write the overlay video (H.264); several cameras: a folder, one NAME.mp4 each")
+    out.add_argument("--events", default=None, metavar="OUT.jsonl|DIR/",
+                     help="write per-frame/rep/source events, every line with its camera; a folder (DIR/): one "
+                     "NAME.jsonl per camera")
     out.add_argument("--report", default=None, metavar="DIR",
-                     help="write reps.csv, summary.json and timeline.png at the end of the run")
+                     help="write reps.csv, summary.json and timeline.png at the end of the run (several cameras: "
+                     "one sub-folder each)")
     out.add_argument("--no-dashboard", action="store_true", help="no terminal dashboard")
     out.add_argument("-v", "--verbose", action="count", default=0)
     bench = p.add_argument_group("benchmark")
@@ -71,11 +88,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                        help="alternate engine-alone and pipeline runs N times; the overhead is the median ratio")
     bench.add_argument("--soak", type=float, default=None, metavar="SECONDS",
                        help="with --bench: run a 30-fps live source this long, sampling memory and latency")
+    bench.add_argument("--streams", default=None, metavar="N[,N...]",
+                       help="with --bench: replay the clip(s) as N live 30-fps cameras through the multi-camera "
+                       "pipeline, for each N given; reports the most cameras that hold 30 fps")
+    bench.add_argument("--stream-seconds", type=float, default=20.0, metavar="S",
+                       help="with --streams: how long each N runs")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
     p = _Parser(
-        prog="run_live.py",
+        prog=prog,
         description="Live gym-exercise analyzer: pose -> exercise label -> reps and form cues.",
         epilog=f"sub-commands: {', '.join(SUBCOMMANDS)} (run_live.py SUB --help)",
     )
@@ -92,6 +114,9 @@ def build_subcommand_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     build_engine.add_parser(sub)
     build_engine.add_calib_parser(sub)
+    from realtime.backends import triton_repo
+
+    triton_repo.add_parser(sub)
     from realtime.logs import add_verbose_argument
 
     for parser in sub.choices.values():  # -v works after every sub-command (main() reads it before parsing)
@@ -114,20 +139,23 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             args = build_subcommand_parser().parse_args(argv)
             return int(args.func(args) or 0)
+        if argv and argv[0] == "serve":
+            from realtime.web.serve import add_serve_arguments, run_serve
+
+            parser = build_parser(prog="run_live.py serve")
+            add_serve_arguments(parser)
+            args = parser.parse_args(argv[1:])
+            return run_serve(settings_from_args(args), args)
         args = build_parser().parse_args(argv)
-        if args.max_frames is not None and args.max_frames <= 0:
-            raise RealtimeError("--max-frames must be a positive number")
         if args.bench:
             from realtime.benchmark.cli_bench import run_bench
 
             return run_bench(args)
         if "," in args.pose_model or "," in args.backend:
             raise RealtimeError("comma lists of --pose-model/--backend are for --bench only")
-        if args.source is None:
-            args.source = "0"
-        from realtime.app import run_live
+        from realtime.app import run
 
-        return run_live(args)
+        return run(settings_from_args(args))
     except RealtimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,35 +1,46 @@
-"""The live pipeline: capture thread -> ring buffer -> analysis thread -> main thread (draw, screen, sinks).
+"""The live pipeline, for one camera or many.
 
-- Capture thread (``realtime.sources.capture.Capture``): reads into a bounded ring buffer; live sources drop the oldest.
-- Analysis thread: pose -> smoothing -> classifier -> reps/form, one ``FrameResult`` per frame, into a small
-  bounded queue (it blocks when the main thread is behind, which pushes drops back to the capture buffer for
-  live sources and costs nothing for files).
-- Main thread: overlay, OpenCV window, events log, video writer (its own thread), dashboard.
-One stop event ends everything; every queue is bounded and every wait has a timeout, so shutdown joins fast.
+Per camera (``CameraPipeline``):
+- capture thread (``realtime.sources.capture.Capture``): reads into a bounded ring buffer; live sources drop the oldest;
+- analysis thread: pose -> smoothing -> classifier -> reps/form, one ``FrameResult`` per frame, into a small bounded
+  queue (it blocks when the output thread is behind, which pushes drops back to the capture buffer for live sources
+  and costs nothing for files);
+- output thread: overlay, events log, video writer (its own thread), web hub, database.
+The pose models are shared by all cameras (``realtime.pose.shared``): a camera's analysis thread hands its crop to
+the shared engine and waits for its result.
+
+The main thread (``MultiPipeline.run``) shows the window (a grid of every camera's overlay) and the dashboard, and
+owns the stop event. Every queue is bounded and every wait has a timeout, so shutdown joins fast.
+``Pipeline`` is the single-camera form with the same threads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from realtime.errors import PoseServerUnavailable
 from realtime.outputs.overlay import draw_overlay
 from realtime.stats import RunStats, StatsSnapshot
 from realtime.types import Frame, FrameResult, PoseResult
 
 log = logging.getLogger(__name__)
 
+POSE_SERVER_DOWN = "pose server unreachable"
+
 
 class FrameSource(Protocol):
-    """What the pipeline needs from a source (``realtime.sources.capture.Capture``, ``realtime.sources.synthetic.SyntheticSource``)."""
+    """What the pipeline needs from a source (``Capture``, ``SyntheticSource``)."""
 
     source_id: str
     fps: float
@@ -57,6 +68,7 @@ class Analyzer:
         self.stats = stats or RunStats()
         self.t0: float | None = None  # live sources: time of the first frame
         self.last_rep = None
+        self.pose_error: str | None = None  # why the pose server cannot be reached, while it cannot
 
     def frame_time(self, frame: Frame) -> float:
         """Analysis clock: media time for files (tempo in real seconds even when decoding faster), else run time."""
@@ -75,7 +87,12 @@ class Analyzer:
         stage: dict[str, float] = {}
         t_media = self.frame_time(frame)
         t = time.perf_counter()
-        pose: PoseResult = self.estimator.estimate(frame.image)
+        try:
+            pose: PoseResult = self.estimator.estimate(frame.image)
+            self.pose_error = None
+        except PoseServerUnavailable as exc:  # remote engine down: this frame has no pose; capture goes on
+            self.pose_error = str(exc)
+            pose = PoseResult(keypoints=None)
         if self.smoother is not None:
             if pose.keypoints is None:
                 self.smoother.reset()
@@ -101,10 +118,10 @@ class Analyzer:
                 self.last_rep = new_rep
         for name, ms in stage.items():
             self.stats.add(name, ms)
+        status = POSE_SERVER_DOWN if self.pose_error else ("ok" if pose.present else "no person")
         return FrameResult(
             frame=frame, pose=pose, prediction=prediction, t=t_media, rep_count=rep_count, exercise=exercise,
-            new_rep=new_rep, last_rep=self.last_rep, cues=tuple(cues), stage_ms=stage,
-            status="ok" if pose.present else "no person",
+            new_rep=new_rep, last_rep=self.last_rep, cues=tuple(cues), stage_ms=stage, status=status,
         )
 
 
@@ -119,44 +136,59 @@ class RunOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+class FrameListener(Protocol):
+    """An extra output fed by a camera's output thread (web hub, database): must be quick and never raise."""
+
+    def frame(self, result: FrameResult, image: np.ndarray | None, snapshot: StatsSnapshot) -> None: ...
+    def event(self, record: dict) -> None: ...
+
+
 _END = object()
 
 
-class Pipeline:
-    """Wires a source, an analyzer and the sinks together, with the threads described in the module doc."""
+class CameraPipeline:
+    """One camera: its source, its analysis and its outputs, on two threads of its own (see the module doc)."""
 
     def __init__(
         self,
         source: FrameSource,
         analyzer: Analyzer,
         *,
+        name: str = "cam0",
         events=None,
         video=None,
-        screen=None,
-        dashboard=None,
+        video_factory: Callable[[float, tuple[int, int]], Any] | None = None,
+        listeners: tuple[FrameListener, ...] = (),
         max_frames: int | None = None,
         draw: bool = True,
-        stop_event: threading.Event | None = None,
         results_capacity: int = 4,
+        on_start: Callable[[], None] | None = None,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
+        self.name = name
         self.source = source
         self.analyzer = analyzer
         self.stats = analyzer.stats
         self.events = events
         self.video = video
-        self.screen = screen
-        self.dashboard = dashboard
+        self._video_factory = video_factory  # a camera that opens late: the writer is made at its first frame
+        self.listeners = listeners
         self.max_frames = max_frames
-        self.draw = draw or video is not None or screen is not None
-        self.stop_event = stop_event or threading.Event()
+        self.draw = draw or video is not None or video_factory is not None
+        self.stop_event = threading.Event()
         self._results: queue.Queue = queue.Queue(maxsize=results_capacity)
         self._source_events: deque[dict] = deque(maxlen=1000)  # filled by the capture thread
         self._reset_pending = threading.Event()
         self._analysis_error: str | None = None
         self._stopped_by = "end"
-        self._last_overlay: np.ndarray | None = None
+        self._on_start, self._on_stop = on_start, on_stop
+        self.latest_overlay: np.ndarray | None = None  # for the window (read by the main thread)
         self._last_result: FrameResult | None = None
+        self._pose_down = False
+        self._threads: list[threading.Thread] = []
         self.t0 = time.monotonic()
+        self._start_t = self.t0
+        self._end_t: float | None = None
 
     # Called from the capture thread.
     def on_source_event(self, event: dict) -> None:
@@ -164,8 +196,11 @@ class Pipeline:
         if event.get("state") == "back":
             self._reset_pending.set()  # a reconnected camera may have moved: re-find the lifter
 
+    # -- analysis thread ---------------------------------------------------------------------------------------
     def _analysis_loop(self) -> None:
         processed = 0
+        if self._on_start is not None:
+            self._on_start()
         try:
             while not self.stop_event.is_set():
                 frame = self.source.get(timeout=0.1)
@@ -187,48 +222,90 @@ class Pipeline:
                 if self.max_frames is not None and processed >= self.max_frames:
                     self._stopped_by = "max-frames"
                     break
-        except Exception as exc:  # the main thread reports it; sinks still finalise
-            log.exception("analysis failed")
+        except Exception as exc:  # the output thread reports it; sinks still finalise
+            log.exception("analysis of %s failed", self.name)
             self._analysis_error = f"analysis failed: {type(exc).__name__}: {exc}"
             self._stopped_by = "error"
         finally:
+            if self._on_stop is not None:
+                self._on_stop()
             while True:
                 try:
                     self._results.put(_END, timeout=0.1)
                     break
                 except queue.Full:
                     if self.stop_event.is_set():
-                        # the main thread is gone or stopping: make room for the sentinel
-                        try:
+                        try:  # the output thread is stopping: make room for the sentinel
                             self._results.get_nowait()
                         except queue.Empty:
                             pass
 
+    # -- output thread -----------------------------------------------------------------------------------------
+    def _output_loop(self) -> None:
+        try:
+            while True:
+                self._drain_source_events()
+                try:
+                    item = self._results.get(timeout=0.05)
+                except queue.Empty:
+                    if self.stop_event.is_set() and not self._threads[0].is_alive():
+                        break
+                    continue
+                if item is _END:
+                    break
+                self._emit(item)
+        finally:
+            self._drain_source_events()
+
     def _emit(self, result: FrameResult) -> None:
         t = time.perf_counter()
         image = result.frame.image
-        if self.draw:
-            image = draw_overlay(image, result, self.stats.fps_out(), self._dropped())
-            self._last_overlay = image
+        status = "reconnecting" if self.source.state == "reconnecting" else None
+        if self.draw or self.listeners:
+            image = draw_overlay(image, result, self.stats.fps_out(), self._dropped(), source_status=status)
+            self.latest_overlay = image
             self.stats.add("draw", (time.perf_counter() - t) * 1000)
+        self._pose_server_event(result)
         t = time.perf_counter()
         if self.events is not None:
             self.events.frame(result)
+        if self.video is None and self._video_factory is not None:
+            h, w = image.shape[:2]
+            self.video = self._video_factory(self.source.fps, (w, h))
         if self.video is not None:
             self.video.write(image)
-        self._show(image)
+        if self.listeners:
+            snapshot = self.snapshot(result)
+            for listener in self.listeners:
+                listener.frame(result, image, snapshot)
         self.stats.add("sinks", (time.perf_counter() - t) * 1000)
         self.stats.frame_done(result.frame.t)
         self._last_result = result
 
+    def _pose_server_event(self, result: FrameResult) -> None:
+        """A ``source``-style event when the remote pose server goes away and when it answers again."""
+        down = result.status == POSE_SERVER_DOWN
+        if down == self._pose_down:
+            return
+        self._pose_down = down
+        record = {"type": "source", "state": "pose server unreachable" if down else "pose server back",
+                  "t": round(time.monotonic() - self.t0, 4), "source": self.source.source_id}
+        if down:
+            record["reason"] = self.analyzer.pose_error
+        self._write_event(record)
+
+    def _write_event(self, record: dict) -> None:
+        if self.events is not None:
+            self.events.write(record)
+        for listener in self.listeners:
+            listener.event(record)
+
     def _drain_source_events(self) -> None:
         while self._source_events:
-            event = self._source_events.popleft()
-            if self.events is not None:
-                event = dict(event)
-                if "t" in event:
-                    event["t"] = round(event["t"] - self.t0, 4)
-                self.events.write(event)
+            event = dict(self._source_events.popleft())
+            if "t" in event:
+                event["t"] = round(event["t"] - self.t0, 4)
+            self._write_event(event)
 
     def _dropped(self) -> int:
         try:
@@ -236,11 +313,23 @@ class Pipeline:
         except Exception:  # noqa: BLE001 - stats are informative only
             return 0
 
-    def snapshot(self) -> StatsSnapshot:
-        src = self.source.stats()
+    # -- state for the window, dashboard and web view ----------------------------------------------------------
+    def status(self) -> str:
+        if self.source.state == "reconnecting":
+            return "reconnecting"
+        if self.source.state == "failed" or self._analysis_error:
+            return "error"
         last = self._last_result
+        if last is None:
+            return "starting"
+        if self.finished:
+            return "ended"
+        return last.status
+
+    def snapshot(self, last: FrameResult | None = None) -> StatsSnapshot:
+        src = self.source.stats()
+        last = last or self._last_result
         pred = last.prediction if last else None
-        status = "reconnecting" if self.source.state == "reconnecting" else (last.status if last else "starting")
         return StatsSnapshot(
             stages=self.stats.stages(),
             end_to_end=self.stats.end_to_end(),
@@ -253,67 +342,48 @@ class Pipeline:
             label=pred.label if pred else None,
             confidence=pred.confidence if pred else 0.0,
             reps=last.rep_count if last else 0,
-            status=status,
+            status=self.status() if last is self._last_result or last is None else last.status,
+            extra={"camera": self.name, "exercise": last.exercise if last else None,
+                   "last_rep": last.last_rep if last else None, "cues": last.cues if last else ()},
         )
 
-    def _show(self, image: np.ndarray) -> None:
-        """Show a frame; the user closing the window (q, Esc) stops the run."""
-        if self.screen is not None and not self.screen.show(image):
-            self._stopped_by = "user"
-            self.stop_event.set()
-
-    def _show_waiting(self) -> None:
-        """Keep the window alive (and say why nothing moves) while the source reconnects."""
-        if self.screen is None or self._last_overlay is None:
-            return
-        image = self._last_overlay
-        if self.source.state == "reconnecting":
-            import cv2
-
-            image = image.copy()
-            cv2.putText(image, "RECONNECTING...", (20, image.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.5,
-                        (0, 200, 255), 3, cv2.LINE_AA)
-        self._show(image)
-
-    def run(self) -> RunOutcome:
-        start = time.monotonic()
-        self.t0 = start
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._start_t = time.monotonic()
+        self.t0 = self._start_t
         self.source.start()
-        worker = threading.Thread(target=self._analysis_loop, name="analysis", daemon=True)
-        worker.start()
-        try:
-            while True:
-                self._drain_source_events()
-                try:
-                    item = self._results.get(timeout=0.05)
-                except queue.Empty:
-                    if self.stop_event.is_set() and not worker.is_alive():
-                        break
-                    self._show_waiting()
-                    self._refresh_dashboard()
-                    continue
-                if item is _END:
-                    break
+        analysis = threading.Thread(target=self._analysis_loop, name=f"analysis[{self.name}]", daemon=True)
+        output = threading.Thread(target=self._output_loop, name=f"output[{self.name}]", daemon=True)
+        self._threads = [analysis, output]
+        analysis.start()
+        output.start()
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._threads) and not any(t.is_alive() for t in self._threads)
+
+    def stop(self, stopped_by: str | None = None) -> None:
+        if stopped_by and self._stopped_by == "end":
+            self._stopped_by = stopped_by
+        self.stop_event.set()
+
+    def join(self, timeout: float = 2.0) -> None:
+        self.source.stop(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        # Results already computed are written, not lost.
+        while True:
+            try:
+                item = self._results.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _END:
                 self._emit(item)
-                self._refresh_dashboard()
-        except KeyboardInterrupt:
-            self._stopped_by = "user"
-        finally:
-            if self.stop_event.is_set() and self._stopped_by == "end":
-                self._stopped_by = "user"  # a signal handler or the caller asked us to stop
-            self.stop_event.set()
-            self.source.stop(timeout=2.0)
-            worker.join(timeout=2.0)
-            # Results already computed are written, not lost.
-            while True:
-                try:
-                    item = self._results.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not _END:
-                    self._emit(item)
-            self._drain_source_events()
-            self._refresh_dashboard(force=True)
+        self._drain_source_events()
+        self._end_t = self._end_t or time.monotonic()
+
+    def outcome(self) -> RunOutcome:
         src = self.source.stats()
         error = self._analysis_error or self.source.error
         stopped_by = self._stopped_by if error is None else ("error" if self._stopped_by == "end" else self._stopped_by)
@@ -321,18 +391,116 @@ class Pipeline:
             frames_read=int(src.frames_read),
             frames_processed=self.stats.frames_processed,
             frames_dropped=int(src.frames_dropped),
-            duration_s=time.monotonic() - start,
+            duration_s=(self._end_t or time.monotonic()) - self._start_t,
             error=error,
             stopped_by=stopped_by,
         )
 
+
+class MultiPipeline:
+    """Runs every camera's pipeline; the calling (main) thread shows the window grid and the dashboard."""
+
+    def __init__(self, cameras: list[CameraPipeline], *, screen=None, dashboard=None, engine=None,
+                 stop_event: threading.Event | None = None, tile_size: tuple[int, int] = (640, 360)) -> None:
+        self.cameras = cameras
+        self.screen = screen
+        self.dashboard = dashboard
+        self.engine = engine  # the shared pose engine, for the dashboard's batch figures
+        self.stop_event = stop_event or threading.Event()
+        self.tile_size = tile_size
+        self._user_stop = False
+
+    def run(self) -> dict[str, RunOutcome]:
+        for camera in self.cameras:
+            camera.start()
+        try:
+            while not all(c.finished for c in self.cameras):
+                if self.stop_event.wait(0.03):
+                    break
+                self._show()
+                self._refresh_dashboard()
+        except KeyboardInterrupt:
+            self._user_stop = True
+        finally:
+            stopped_by = "user" if (self.stop_event.is_set() or self._user_stop) else None
+            for camera in self.cameras:
+                camera.stop(stopped_by if not camera.finished else None)
+            for camera in self.cameras:
+                camera.join(timeout=2.0)
+            self._refresh_dashboard(force=True)
+        return {c.name: c.outcome() for c in self.cameras}
+
+    def _show(self) -> None:
+        if self.screen is None:
+            return
+        tiles = [self._tile(c) for c in self.cameras]
+        if not any(t is not None for t in tiles):
+            return
+        image = tiles[0] if len(tiles) == 1 else grid(tiles, self.tile_size)
+        if not self.screen.show(image):
+            self._user_stop = True
+            self.stop_event.set()
+
+    def _tile(self, camera: CameraPipeline) -> np.ndarray | None:
+        image = camera.latest_overlay
+        if image is None or camera.source.state != "reconnecting":
+            return image
+        import cv2
+
+        image = image.copy()
+        cv2.putText(image, "RECONNECTING...", (20, image.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.5,
+                    (0, 200, 255), 3, cv2.LINE_AA)
+        return image
+
+    def snapshots(self) -> list[StatsSnapshot]:
+        return [c.snapshot() for c in self.cameras]
+
     def _refresh_dashboard(self, force: bool = False) -> None:
-        if self.dashboard is not None:
-            self.dashboard.update(self.snapshot(), time.monotonic(), force=force)
+        if self.dashboard is None:
+            return
+        stats = self.engine.batch_stats() if self.engine is not None else None
+        if len(self.cameras) == 1:
+            self.dashboard.update(self.cameras[0].snapshot(), time.monotonic(), force=force)
+        else:
+            self.dashboard.update_many(self.snapshots(), stats, time.monotonic(), force=force)
+
+
+def grid(tiles: list[np.ndarray | None], tile_size: tuple[int, int]) -> np.ndarray:
+    """Every camera's overlay in one image, letterboxed into equal tiles (a camera with no frame yet is black)."""
+    import cv2
+
+    tw, th = tile_size
+    cols = math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / cols)
+    canvas = np.zeros((rows * th, cols * tw, 3), np.uint8)
+    for i, tile in enumerate(tiles):
+        if tile is None:
+            continue
+        h, w = tile.shape[:2]
+        scale = min(tw / w, th / h)
+        nw, nh = max(1, int(w * scale)), max(1, int(h * scale))
+        y0, x0 = (i // cols) * th + (th - nh) // 2, (i % cols) * tw + (tw - nw) // 2
+        canvas[y0:y0 + nh, x0:x0 + nw] = cv2.resize(tile, (nw, nh), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+class Pipeline(CameraPipeline):
+    """One camera with the window and dashboard on the calling thread (the single-source form of the analyzer)."""
+
+    def __init__(self, source: FrameSource, analyzer: Analyzer, *, events=None, video=None, screen=None,
+                 dashboard=None, max_frames: int | None = None, draw: bool = True,
+                 stop_event: threading.Event | None = None, results_capacity: int = 4, name: str = "cam0",
+                 listeners: tuple[FrameListener, ...] = ()) -> None:
+        super().__init__(source, analyzer, name=name, events=events, video=video, listeners=listeners,
+                         max_frames=max_frames, draw=draw or screen is not None, results_capacity=results_capacity)
+        self._runner = MultiPipeline([self], screen=screen, dashboard=dashboard, stop_event=stop_event)
+
+    def run(self) -> RunOutcome:
+        return self._runner.run()[self.name]
 
 
 def summary_record(outcome: RunOutcome, stats: RunStats, extra: dict[str, Any]) -> dict[str, Any]:
-    """The final ``{"type": "summary"}`` line of the events log (and the bench JSON's core)."""
+    """The final ``{"type": "summary"}`` figures of one camera (and the bench JSON's core)."""
     stages = {
         name: {"p50_ms": round(s.p50_ms, 3), "p95_ms": round(s.p95_ms, 3), "mean_ms": round(s.mean_ms, 3)}
         for name, s in stats.stages().items()

@@ -6,6 +6,7 @@ once, validated, and passed down; nothing below the CLI sees ``argparse.Namespac
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import tomllib
@@ -147,3 +148,22 @@ def _unique(cams: list[CameraSettings], where: str) -> tuple[CameraSettings, ...
             raise RealtimeError(f"{where}: duplicate camera name {cam.name!r}")
         seen.add(cam.name)
     return tuple(cams)
+
+
+def settings_from_args(args: argparse.Namespace) -> RunSettings:
+    """The typed, frozen settings of a run; the camera list from --cameras or the --source options."""
+    if args.cameras and args.source:
+        raise RealtimeError("give the cameras either with --cameras FILE or with --source, not both")
+    defaults = CameraSettings(name="cam0", source="0", exercise=args.exercise, pick=str(args.pick),
+                              strictness=args.strictness, rtsp_transport=args.rtsp_transport, realtime=args.realtime)
+    if args.cameras:
+        cameras = cameras_from_toml(args.cameras, defaults)
+    else:
+        cameras = cameras_from_sources(args.source or ["0"], defaults)
+    return RunSettings(
+        cameras=cameras, pose_model=args.pose_model, backend=args.backend, weights=args.weights,
+        precision=args.precision, rebuild=args.rebuild, smooth=not args.no_smooth, classifier=args.classifier,
+        form_config=args.form_config, headless=args.headless, dashboard=not args.no_dashboard, save=args.save,
+        events=args.events, report=args.report, max_frames=args.max_frames, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, triton_url=args.triton_url, triton_model=args.triton_model,
+    )

@@ -62,7 +62,7 @@ def _redact(text: str) -> str:
     try:
         from realtime.sources.urls import redact  # new home, once it exists
     except ImportError:
-        from realtime.sources.capture import redact
+        from realtime.sources.urls import redact
     return redact(text)
 
 

@@ -112,9 +112,11 @@ def bench_engine(args: argparse.Namespace, pose_model: str, backend: str, frames
                  fps: float) -> dict[str, Any]:
     from realtime.app import build_components
     from realtime.pipeline import Analyzer, Pipeline
+    from realtime.settings import settings_from_args
     from realtime.sources.synthetic import SyntheticSource
 
-    estimator, reason, classifier, reps, smoother = build_components(args, pose_model, backend, fps)
+    estimator, reason, classifier, reps, smoother = build_components(settings_from_args(args), pose_model, backend,
+                                                                     fps)
     for image in frames[:5]:  # warm-up (allocations, lazy init, caches)
         estimator.estimate(image)
 
@@ -280,13 +282,61 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    frames, fps, described = load_frames(args.source, args.bench_frames)
+    from realtime.pose import validate_pose_options
+
+    validate_pose_options(args.pose_model, args.backend, args.precision, args.weights, allow_lists=True)
+    sources = args.source or [None]
+    if args.streams:
+        return run_streams_bench(args, sources)
+    frames, fps, described = load_frames(sources[0], args.bench_frames)
     models = [m.strip() for m in args.pose_model.split(",")]
     backends = [b.strip() for b in args.backend.split(",")]
     runs = [bench_engine(args, m, b, frames, fps) for m in models for b in backends]
     report = {"machine": machine_info(), "frames": described, "runs": runs}
     print_table(report)
-    if args.bench_json:
-        Path(args.bench_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.bench_json).write_text(json.dumps(report, indent=2, default=float))
+    _write_json(args.bench_json, report)
     return 0
+
+
+def _write_json(path: str | None, report: dict[str, Any]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=2, default=float))
+
+
+def run_streams_bench(args: argparse.Namespace, sources: list[str | None]) -> int:
+    """``--bench --streams N[,N...]``: every given --source clip is replayed as live cameras (round robin)."""
+    from realtime.benchmark.streams import print_streams, sweep
+    from realtime.settings import settings_from_args
+
+    try:
+        counts = sorted({int(x) for x in str(args.streams).split(",")})
+    except ValueError:
+        raise RealtimeError(f"--streams {args.streams!r}: give camera counts such as 1,2,4") from None
+    if not counts or counts[0] < 1:
+        raise RealtimeError("--streams: camera counts must be 1 or more")
+    clips, described = [], []
+    for source in sources:
+        frames, _fps, text = load_frames(source, args.bench_frames)
+        clips.append(frames)
+        described.append(text)
+    settings = settings_from_args(_without_sources(args))
+    batch_server = None
+    if args.backend == "triton":
+        from realtime.backends.triton_backend import server_batch_counts, server_batch_stats
+
+        url = args.triton_url or "grpc://127.0.0.1:8001"
+        model = args.triton_model or f"vitpose_{args.pose_model.split('-')[-1]}"
+        start = server_batch_counts(url, model)
+        batch_server = lambda: server_batch_stats(url, model, since=start)  # noqa: E731
+    report = {"machine": machine_info(), "frames": described, "streams": sweep(settings, clips, counts,
+                                                                               args.stream_seconds, batch_server)}
+    print_streams(report["streams"])
+    _write_json(args.bench_json, report)
+    return 0
+
+
+def _without_sources(args: argparse.Namespace) -> argparse.Namespace:
+    copy = argparse.Namespace(**vars(args))
+    copy.source, copy.cameras = None, None
+    return copy

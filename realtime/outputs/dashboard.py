@@ -58,3 +58,34 @@ class Dashboard:
         if force or now - self._last >= self._period:
             self._last = now
             self._live.update(render(snapshot, self.header), refresh=True)
+
+    def update_many(self, snapshots: list[StatsSnapshot], engine, now: float, force: bool = False) -> None:
+        """Several cameras: a row each and the shared engine's figures (``BatchStats`` or None)."""
+        if force or now - self._last >= self._period:
+            self._last = now
+            self._live.update(render_cameras(snapshots, engine, self.header), refresh=True)
+
+
+def render_cameras(snapshots: list[StatsSnapshot], engine, header: str) -> Panel:
+    """Several cameras: one row each (state, fps, drops, label, reps, last rep) and the shared engine's batches."""
+    table = Table(expand=False)
+    for col in ("camera", "state", "fps", "dropped", "e2e p95 ms", "label", "reps", "last rep"):
+        table.add_column(col, justify="left" if col in ("camera", "state", "label", "last rep") else "right")
+    for snap in snapshots:
+        extra = snap.extra
+        last = extra.get("last_rep")
+        last_text = f"{last.exercise} #{last.index} {last.duration_s:.1f} s" if last is not None else "-"
+        e2e = snap.end_to_end
+        style = "green" if snap.status == "ok" else "bold yellow"
+        table.add_row(str(extra.get("camera", "?")), Text(snap.status, style=style), f"{snap.fps_out:.1f}",
+                      str(snap.frames_dropped), f"{e2e.p95_ms:.0f}" if e2e else "-",
+                      f"{snap.label or '-'} ({snap.confidence * 100:.0f}%)", str(snap.reps), last_text)
+    info = Text()
+    if engine is not None and engine.batches:
+        info.append(f"pose engine: {engine.batches} batches, mean batch {engine.mean_batch:.2f} (max "
+                    f"{engine.max_batch}), network p50 {engine.network_p50_ms:.1f} ms / p95 "
+                    f"{engine.network_p95_ms:.1f} ms, queue wait p95 {engine.queue_wait_p95_ms:.1f} ms")
+    else:
+        info.append("pose engine: shared, one camera at a time (no batching)")
+    return Panel(Group(table, info), title=header)
+

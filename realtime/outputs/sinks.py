@@ -33,6 +33,27 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(text).split())
 
 
+def frame_records(result: FrameResult) -> list[dict[str, Any]]:
+    """The events-log lines of one processed frame: the frame line, and the rep line when a rep ended on it."""
+    pose, pred = result.pose, result.prediction
+    raw = pose.raw_keypoints if pose.raw_keypoints is not None else pose.keypoints
+    records: list[dict[str, Any]] = [{
+        "type": "frame",
+        "frame": result.frame.index,
+        "t": round(result.t, 4),
+        "label": pred.label if pred else None,
+        "confidence": round(pred.confidence, 4) if pred else None,
+        "ruled_out": list(pred.ruled_out) if pred else [],
+        "keypoints": _round_keypoints(raw),
+        "exercise": result.exercise,
+        "reps": result.rep_count,
+        "status": result.status,
+    }]
+    if result.new_rep is not None:
+        records.append(result.new_rep.to_json())
+    return records
+
+
 class EventLogSink:
     """One JSON object per line: a line per processed frame, rep and source events, a final summary.
 
@@ -79,23 +100,8 @@ class EventLogSink:
                 self.records_written += 1
 
     def frame(self, result: FrameResult) -> None:
-        pose, pred = result.pose, result.prediction
-        raw = pose.raw_keypoints if pose.raw_keypoints is not None else pose.keypoints
-        record: dict[str, Any] = {
-            "type": "frame",
-            "frame": result.frame.index,
-            "t": round(result.t, 4),
-            "label": pred.label if pred else None,
-            "confidence": round(pred.confidence, 4) if pred else None,
-            "ruled_out": list(pred.ruled_out) if pred else [],
-            "keypoints": _round_keypoints(raw),
-            "exercise": result.exercise,
-            "reps": result.rep_count,
-            "status": result.status,
-        }
-        self.write(record)
-        if result.new_rep is not None:
-            self.write(result.new_rep.to_json())
+        for record in frame_records(result):
+            self.write(record)
 
     def close(self, summary: dict[str, Any] | None = None) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from realtime.errors import RealtimeError
+from realtime.pose.batching import FairGate
 from realtime.pose.detector import MODEL_DIR, BlazePersonDetector, RotatedRoi, load_interpreter
 from realtime.pose.tracking import PersonTracker
 from realtime.types import PoseResult
@@ -74,8 +75,50 @@ def refine_from_heatmap(
     return out
 
 
+class BlazePoseModels:
+    """The detector and landmark interpreters, loaded once per analyzer and shared by all its cameras.
+
+    LiteRT interpreters hold their tensors and cannot run two inputs at once, so every call goes through one
+    first-come, first-served gate: cameras take turns in the order they asked.
+    """
+
+    def __init__(self, variant: str = "full", num_threads: int | None = None) -> None:
+        if variant not in VARIANTS:
+            raise RealtimeError(f"unknown BlazePose variant {variant!r}; use blazepose-lite or blazepose-full")
+        self.variant = variant
+        self.gate = FairGate()
+        self.detector = BlazePersonDetector(num_threads=num_threads)
+        self._interp = load_interpreter(MODEL_DIR / f"pose_landmark_{variant}.tflite", num_threads)
+        self._input = self._interp.get_input_details()[0]["index"]
+        outputs = {d["name"]: d["index"] for d in self._interp.get_output_details()}
+        self._out_landmarks, self._out_flag, self._out_heatmap = (
+            outputs["Identity"], outputs["Identity_1"], outputs["Identity_3"],
+        )
+
+    def detect_people(self, image: np.ndarray):
+        with self.gate:
+            return self.detector.detect_people(image)
+
+    def landmarks(self, tensor: np.ndarray, heatmap: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """(1, 256, 256, 3) RGB [0, 1] crop -> (pose-present score, raw (39, 5) landmarks, heatmaps or None)."""
+        with self.gate:
+            self._interp.set_tensor(self._input, tensor)
+            self._interp.invoke()
+            flag = float(self._interp.get_tensor(self._out_flag).ravel()[0])
+            raw = self._interp.get_tensor(self._out_landmarks).reshape(39, 5).copy()
+            maps = self._interp.get_tensor(self._out_heatmap)[0].copy() if heatmap else None
+        return flag, raw, maps
+
+    def close(self) -> None:
+        self._interp = None
+        self.detector.close()
+
+
 class BlazePoseEstimator:
-    """The lifter's COCO-17 pose from MediaPipe BlazePose (lite or full) on the CPU via LiteRT/XNNPACK."""
+    """The lifter's COCO-17 pose from MediaPipe BlazePose (lite or full) on the CPU via LiteRT/XNNPACK.
+
+    Each camera has its own estimator (the followed person, the crop for the next frame); ``models`` may be shared.
+    """
 
     def __init__(
         self,
@@ -84,6 +127,7 @@ class BlazePoseEstimator:
         num_threads: int | None = None,
         min_presence: float = 0.5,
         refine: bool = True,
+        models: BlazePoseModels | None = None,
     ) -> None:
         if variant not in VARIANTS:
             raise RealtimeError(f"unknown BlazePose variant {variant!r}; use blazepose-lite or blazepose-full")
@@ -91,14 +135,9 @@ class BlazePoseEstimator:
         self.variant = variant
         self.min_presence = min_presence
         self.refine = refine
-        self.detector = BlazePersonDetector(num_threads=num_threads)
         self.tracker = PersonTracker(detector=None, pick=pick)
-        self._interp = load_interpreter(MODEL_DIR / f"pose_landmark_{variant}.tflite", num_threads)
-        self._input = self._interp.get_input_details()[0]["index"]
-        outputs = {d["name"]: d["index"] for d in self._interp.get_output_details()}
-        self._out_landmarks, self._out_flag, self._out_heatmap = (
-            outputs["Identity"], outputs["Identity_1"], outputs["Identity_3"],
-        )
+        self._owns_models = models is None
+        self.models = models if models is not None else BlazePoseModels(variant, num_threads)
         self._roi: RotatedRoi | None = None
         self.landmarks: np.ndarray | None = None  # (39, 4) x, y px, visibility, presence of the last found pose
         self.timing: dict[str, float] = {}  # detector_ms / landmark_ms of the last frame (for the benchmark)
@@ -109,8 +148,12 @@ class BlazePoseEstimator:
         self.tracker.reset()
 
     def close(self) -> None:
-        self._interp = None
-        self.detector.close()
+        if self._owns_models:
+            self.models.close()
+
+    @property
+    def detector(self) -> BlazePersonDetector:
+        return self.models.detector
 
     @property
     def roi(self) -> RotatedRoi | None:
@@ -148,7 +191,7 @@ class BlazePoseEstimator:
     # -- internals ---------------------------------------------------------------------------------------------
     def _detect_and_track(self, image: np.ndarray) -> tuple[np.ndarray, RotatedRoi] | None:
         t0 = time.perf_counter()
-        people = self.detector.detect_people(image)
+        people = self.models.detect_people(image)
         self.timing["detector_ms"] = (time.perf_counter() - t0) * 1e3
         index = self.tracker.select([(p.box, p.score) for p in people], image.shape)
         if index is None:
@@ -180,11 +223,7 @@ class BlazePoseEstimator:
         t0 = time.perf_counter()
         crop = roi.crop(image, LANDMARK_INPUT)
         tensor = crop[None, :, :, ::-1].astype(np.float32) * (1.0 / 255.0)  # BGR -> RGB in [0, 1]
-        self._interp.set_tensor(self._input, tensor)
-        self._interp.invoke()
-        flag = float(self._interp.get_tensor(self._out_flag).ravel()[0])
-        raw = self._interp.get_tensor(self._out_landmarks).reshape(39, 5)
-        heatmap = self._interp.get_tensor(self._out_heatmap)[0] if self.refine else None
+        flag, raw, heatmap = self.models.landmarks(tensor, self.refine)
         self.timing["landmark_ms"] += (time.perf_counter() - t0) * 1e3
         if flag < self.min_presence:
             return None

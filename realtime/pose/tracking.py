@@ -215,9 +215,12 @@ class PersonTracker:
         return np.array([max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h)], np.float32)
 
 
-def create_tracker(pick: str | int = "largest") -> PersonTracker:
-    """The tracker used by top-down engines: the bundled BlazePose person detector + lifter following."""
-    from realtime.pose.detector import BlazePersonDetector
-
+def create_tracker(pick: str | int = "largest", detector: PersonDetector | None = None) -> PersonTracker:
+    """The tracker used by top-down engines: the bundled BlazePose person detector (or a shared ``detector``, one
+    per analyzer for all its cameras) + lifter following."""
     pick = parse_pick(pick)  # fail on a bad --pick before loading the model
-    return PersonTracker(detector=BlazePersonDetector(), pick=pick)
+    if detector is None:
+        from realtime.pose.detector import BlazePersonDetector
+
+        detector = BlazePersonDetector()
+    return PersonTracker(detector=detector, pick=pick)

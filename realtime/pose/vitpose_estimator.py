@@ -29,11 +29,13 @@ class VitPoseEstimator:
     # reachable here); ViTPose peaks are ~0.7-0.9 on visible joints.
     MIN_MEAN_SCORE = 0.2
 
-    def __init__(self, backend, variant: str, pick: str = "largest", min_mean_score: float | None = None) -> None:
+    def __init__(self, backend, variant: str, pick: str = "largest", min_mean_score: float | None = None,
+                 detector=None, owns_backend: bool = True) -> None:
         from realtime.pose.tracking import create_tracker
 
         self.backend = backend
-        self.tracker = create_tracker(pick)
+        self.tracker = create_tracker(pick, detector)
+        self._owns_backend = owns_backend  # False when the network is shared by several cameras
         self.min_mean_score = self.MIN_MEAN_SCORE if min_mean_score is None else min_mean_score
         self.name = f"vitpose-{variant}/{backend.name}"
         self._infer_frame = getattr(backend, "infer_frame", None)  # optional: crop on the device
@@ -74,7 +76,8 @@ class VitPoseEstimator:
         self.tracker.reset()
 
     def close(self) -> None:
-        self.backend.close()
+        if self._owns_backend:
+            self.backend.close()
 
 
 RANDOM_WEIGHTS = "random"  # --weights random: the real architecture, random weights (benchmarks only)
@@ -87,24 +90,44 @@ def create_vitpose_estimator(
     precision: str = "auto",
     pick: str = "largest",
     rebuild: bool = False,
+    **options,
 ) -> VitPoseEstimator:
-    """ViTPose-``variant`` on the chosen backend (``auto``: ``realtime.backends.select.choose_backend``).
+    """ViTPose-``variant`` for one camera, owning its network (see ``create_vitpose_runtime``)."""
+    runtime, suffix = create_vitpose_runtime(variant, backend, weights, precision, rebuild, **options)
+    estimator = VitPoseEstimator(runtime, variant, pick=pick)
+    estimator.name += suffix
+    return estimator
+
+
+def create_vitpose_runtime(
+    variant: str,
+    backend: str = "auto",
+    weights: str | None = None,
+    precision: str = "auto",
+    rebuild: bool = False,
+    **options,
+) -> tuple[object, str]:
+    """The ViTPose-``variant`` network on the chosen backend (``auto``: ``realtime.backends.select.choose_backend``)
+    and a suffix for the engine's name.
 
     ``weights``: see ``load_vitpose_model``; an ``.onnx`` file goes to the backend as is. Without ``weights`` the
     local ones are used (``find_local_weights``). The PyTorch model is only loaded when the backend runs it or the
     ONNX export is not cached yet. ``rebuild`` deletes the cached ONNX export first (and asks the backend to
-    rebuild its engine).
+    rebuild its engine). ``options`` go to the backend's factory (``triton_url``, ``triton_model``, ...). The
+    ``triton`` backend needs no weights here: the network lives on the server.
     """
     from realtime.backends import load_factory
     from realtime.backends.select import choose_backend, resolve_precision
 
     vitpose.check_variant_name(variant)
-    weights = weights or vitpose.find_local_weights(variant)
-    if not weights:
-        raise WeightsError(f"no ViTPose-{variant.upper()} weights on this machine: {vitpose.DOWNLOAD_HINT}")
     name, reason = choose_backend(backend)
     precision = resolve_precision(precision, name)
     log.info("ViTPose-%s backend %s %s (%s)", variant.upper(), name, precision, reason)
+    if name == "triton":
+        return load_factory(name)(None, None, precision=precision, device=None, variant=variant, **options), ""
+    weights = weights or vitpose.find_local_weights(variant)
+    if not weights:
+        raise WeightsError(f"no ViTPose-{variant.upper()} weights on this machine: {vitpose.DOWNLOAD_HINT}")
     if weights == RANDOM_WEIGHTS:
         # Speed measurements only (--bench): the real architecture with seeded random weights.
         import torch
@@ -117,10 +140,8 @@ def create_vitpose_estimator(
         if rebuild:
             onnx_path.unlink(missing_ok=True)
         runtime = load_factory(name)(model, onnx_path, precision=precision, device=None, variant=variant,
-                                     rebuild=rebuild)
-        estimator = VitPoseEstimator(runtime, variant, pick=pick)
-        estimator.name += " (random weights)"
-        return estimator
+                                     rebuild=rebuild, **options)
+        return runtime, " (random weights)"
     if weights.lower().endswith(".onnx"):
         if name in ("torch", "torch2trt"):
             raise BackendUnavailable(f"--backend {name} needs PyTorch weights, not the ONNX file {weights}; "
@@ -138,6 +159,6 @@ def create_vitpose_estimator(
         # ONNX-based backends with a cached export need no PyTorch model: skip loading it (seconds, GBs for H).
         needs_model = name in ("torch", "torch2trt") or not onnx_path.is_file()
         model = vitpose.load_vitpose_model(local, variant) if needs_model else None
-    runtime = load_factory(name)(model, onnx_path, precision=precision, device=None, variant=variant, rebuild=rebuild)
-    return VitPoseEstimator(runtime, variant, pick=pick)
-
+    runtime = load_factory(name)(model, onnx_path, precision=precision, device=None, variant=variant, rebuild=rebuild,
+                                 **options)
+    return runtime, ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 import threading
 import time
 import traceback
@@ -30,68 +29,20 @@ import numpy as np
 from realtime.errors import SourceError
 from realtime.sources.decode import frame_to_bgr, stream_fps
 from realtime.sources.ring_buffer import DropPolicy, RingBuffer
+from realtime.sources.urls import (  # noqa: F401 - redact, parse_source and SourceSpec are part of this module's API
+    NETWORK_SCHEMES,
+    SourceSpec,
+    _one_line,
+    parse_source,
+    redact,
+)
 from realtime.types import Frame
 
 logger = logging.getLogger(__name__)
 
-NETWORK_SCHEMES: tuple[str, ...] = ("rtsp", "rtsps", "http", "https")
 DEFAULT_FPS = 30.0
 STATES: tuple[str, ...] = ("idle", "running", "reconnecting", "ended", "failed")
-
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?")
-# Greedy up to the last "@" before the first "/": passwords sometimes contain a raw "@".
-_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s'\"]*@")
-_SECRET_QUERY_RE = re.compile(
-    r"(?i)([?&;](?:password|passwd|pass|pwd|user|username|token|access_token|auth|key|api_key|signature|sig)=)"
-    r"[^&;\s'\"#]*"
-)
-_WEBCAM_DEV_RE = re.compile(r"^/dev/video\d+$")
 _MAX_BAD_PACKETS = 50  # consecutive undecodable packets before a file counts as broken
-
-
-def redact(text: str) -> str:
-    """Hide credentials in every URL inside ``text``: ``rtsp://user:pw@host`` -> ``rtsp://***@host``.
-
-    Also hides secret-looking query parameters (``?password=``, ``token=``...). Safe on any text (error messages,
-    tracebacks), not just a bare URL.
-    """
-    text = _USERINFO_RE.sub(r"\1***@", str(text))
-    return _SECRET_QUERY_RE.sub(r"\1***", text)
-
-
-def _one_line(text: object) -> str:
-    return " ".join(redact(str(text)).split())
-
-
-@dataclass(frozen=True, slots=True)
-class SourceSpec:
-    """A parsed source: ``kind`` is "webcam", "stream" or "file"; ``target`` what OpenCV/PyAV open."""
-
-    kind: str
-    target: str | int
-    source_id: str  # redacted, for logs and Frame.source_id
-
-
-def parse_source(spec: str | Path) -> SourceSpec:
-    """Classify ``spec`` (digits = webcam index, known URL scheme = stream, else a file). Raises SourceError."""
-    text = str(spec).strip()
-    if not text:
-        raise SourceError("empty video source: pass a file path, a webcam index such as 0, or an rtsp:// URL")
-    if text.isdigit():
-        return SourceSpec("webcam", int(text), f"webcam:{int(text)}")
-    if _WEBCAM_DEV_RE.match(text):
-        return SourceSpec("webcam", text, text)
-    m = _SCHEME_RE.match(text)
-    # "C:\clip.mp4" / "c:clip.mp4" are Windows paths, not URLs: a one-letter scheme without "//" is a drive.
-    if m and (m.group(2) or len(m.group(1)) > 1):
-        scheme = m.group(1).lower()
-        if scheme in NETWORK_SCHEMES and m.group(2):
-            return SourceSpec("stream", text, redact(text))
-        raise SourceError(
-            f"unsupported source scheme '{m.group(1)}:' in {redact(text)}: use a file path, a webcam index "
-            f"such as 0, or an {', '.join(s + '://' for s in NETWORK_SCHEMES)} URL"
-        )
-    return SourceSpec("file", text, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,10 +427,10 @@ class Capture:
 
     def start(self) -> Capture:
         """Start the capture thread (``open()`` first)."""
-        if self._reader is None or self._ring is None:
-            raise RuntimeError("Capture.open() must be called before start()")
         if self._thread is not None:
             return self
+        if self._reader is None or self._ring is None:
+            raise RuntimeError("Capture.open() must be called before start()")
         self._state = "running"
         self._thread = threading.Thread(target=self._run, name=f"capture[{self.source_id}]", daemon=True)
         self._thread.start()
