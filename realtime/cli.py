@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             args = build_subcommand_parser().parse_args(argv)
             return int(args.func(args) or 0)
         if argv and argv[0] == "serve":
-            from realtime.web.serve import add_serve_arguments, run_serve
+            from realtime.serve import add_serve_arguments, run_serve
 
             parser = build_parser(prog="run_live.py serve")
             add_serve_arguments(parser)

@@ -267,6 +267,10 @@ class CameraPipeline:
             self.stats.add("draw", (time.perf_counter() - t) * 1000)
         self._pose_server_event(result)
         t = time.perf_counter()
+        if self.listeners:  # first: the database commits a rep before its event line is written
+            snapshot = self.snapshot(result)
+            for listener in self.listeners:
+                listener.frame(result, image, snapshot)
         if self.events is not None:
             self.events.frame(result)
         if self.video is None and self._video_factory is not None:
@@ -274,10 +278,6 @@ class CameraPipeline:
             self.video = self._video_factory(self.source.fps, (w, h))
         if self.video is not None:
             self.video.write(image)
-        if self.listeners:
-            snapshot = self.snapshot(result)
-            for listener in self.listeners:
-                listener.frame(result, image, snapshot)
         self.stats.add("sinks", (time.perf_counter() - t) * 1000)
         self.stats.frame_done(result.frame.t)
         self._last_result = result

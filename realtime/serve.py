@@ -1,0 +1,176 @@
+"""``run_live.py serve``: the multi-camera analyzer and the web view in one process, sets and reps in a database.
+
+Per camera a ``WebFeed`` (a pipeline listener on the camera's output thread) commits each finished rep to the
+database first, then shows it: a rep on the page is a rep on disk. The web server (uvicorn) runs on its own thread
+and keeps serving the live view and the history after file cameras end, until Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import socket
+import sys
+import threading
+import time
+
+from realtime.errors import EXIT_OK, RealtimeError
+from realtime.settings import RunSettings
+from realtime.sources.urls import parse_source
+
+log = logging.getLogger("realtime")
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    web = p.add_argument_group("web view and database")
+    web.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default loopback only; any other address needs a token)")
+    web.add_argument("--port", type=int, default=8080, help="port (0: a free one)")
+    web.add_argument("--token", default=None,
+                     help="access token every page, stream and API call must carry; generated and printed once when "
+                     "--host is not loopback and none is given")
+    web.add_argument("--db", default="gym.sqlite",
+                     help="where sets and reps are kept: a SQLite file, or postgresql://user:pw@host:port/db")
+    web.add_argument("--set-rest", type=float, default=60.0, metavar="SECONDS",
+                     help="a set closes after this long without a rep (or when the exercise changes)")
+    web.add_argument("--stream-fps", type=float, default=10.0, help="most frames per second sent to each viewer")
+    web.add_argument("--stream-width", type=int, default=960, help="widest frame sent to viewers, pixels")
+    web.add_argument("--exit-when-done", action="store_true",
+                     help="stop serving once every camera has ended (file cameras; for scripts and tests)")
+
+
+class WebFeed:
+    """One camera's results into the database (reps, sets) and the live hub (state, overlay frames, events)."""
+
+    def __init__(self, camera: str, hub, recorder=None, engine=None) -> None:
+        self.camera = camera
+        self.hub = hub
+        self.recorder = recorder
+        self.engine = engine  # publishes the shared engine's figures (one feed does)
+        self._last_tick = 0.0
+        self.failed: str | None = None
+
+    def _rep(self, rep: dict) -> None:
+        if self.recorder is not None:
+            try:
+                self.recorder.on_rep(rep, time.time())  # committed before anyone sees it
+            except Exception as exc:  # noqa: BLE001 - the analysis goes on; say it once
+                if self.failed is None:
+                    self.failed = f"database: {exc}"
+                    log.error("camera %s: cannot record a rep in the database: %s", self.camera, exc)
+        self.hub.publish_rep(self.camera, {**rep, "camera": self.camera})
+
+    def frame(self, result, image, snapshot) -> None:
+        if result.new_rep is not None:
+            self._rep(result.new_rep.to_json())
+        now = time.time()
+        if now - self._last_tick >= 1.0:
+            self._last_tick = now
+            if self.recorder is not None:
+                try:
+                    self.recorder.tick(now)
+                except Exception:  # noqa: BLE001 - reported by on_rep's path
+                    pass
+            if self.engine is not None and (stats := self.engine.batch_stats()) is not None:
+                self.hub.publish_engine({"batches": stats.batches, "batch_size": round(stats.mean_batch, 3),
+                                         "max_batch": stats.max_batch, "latency_ms": round(stats.network_p50_ms, 3),
+                                         "latency_p95_ms": round(stats.network_p95_ms, 3)})
+        last = result.last_rep
+        self.hub.publish_state(self.camera, {
+            "camera": self.camera,
+            "state": _state_name(snapshot.status),
+            "label": snapshot.label,
+            "confidence": round(float(snapshot.confidence), 3),
+            "exercise": result.exercise,
+            "reps": result.rep_count,
+            "last_rep": last.to_json() if last is not None else None,
+            "cues": list(result.cues),
+            "fps": round(snapshot.fps_out, 2),
+            "frames_processed": snapshot.frames_processed,
+            "frames_dropped": snapshot.frames_dropped,
+            "error": self.failed,
+        })
+        if image is not None:
+            self.hub.publish_frame(self.camera, image)
+
+    def event(self, record: dict) -> None:
+        if record.get("type") == "rep":  # a rep credited at the end of a file
+            self._rep(record)
+        else:
+            self.hub.publish_event(self.camera, {**record, "camera": self.camera})
+            if record.get("type") == "source":
+                self.hub.publish_state(self.camera, {**self.hub.state(self.camera), "state": record["state"]})
+
+
+def _state_name(status: str) -> str:
+    return {"ok": "live", "starting": "starting"}.get(status, status)
+
+
+def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
+    """Analyzer + web server + database until Ctrl-C/SIGTERM (or, with --exit-when-done, the cameras' end)."""
+    import dataclasses
+
+    from realtime.app import install_stop_signals, run, validate
+    from realtime.store import SetRecorder, open_store
+    from realtime.web.app import _is_loopback, create_app, start_server
+    from realtime.web.hub import LiveHub
+
+    validate(settings)
+    for cam in settings.cameras:
+        parse_source(cam.source)  # a bad scheme is refused before the server starts
+    token = args.token
+    if token is not None and len(token) < 16:
+        raise RealtimeError("--token must be at least 16 characters")
+    generated = False
+    if token is None and not _is_loopback(args.host):
+        token, generated = secrets.token_urlsafe(24), True
+    if args.set_rest <= 0:
+        raise RealtimeError("--set-rest must be more than 0 seconds")
+    store = open_store(args.db)
+    interrupted = store.close_interrupted_sets()
+    if interrupted:
+        log.warning("%d set(s) left open by an earlier run were closed as interrupted", interrupted)
+    names = [c.name for c in settings.cameras]
+    # Camera URLs (and any credentials in them) must never reach a browser: the hub scrubs them from what it sends.
+    hub = LiveHub(names, max_fps=args.stream_fps, max_width=args.stream_width,
+                  redact=[c.source for c in settings.cameras])
+    server = None
+    stop = threading.Event()
+    install_stop_signals(stop)
+    host = socket.gethostname()
+    recorders = {name: SetRecorder(store, name, host=host, rest_s=args.set_rest) for name in names}
+    try:
+        server = start_server(create_app(hub, store, token=token), args.host, args.port)
+        url = server.url
+        print(f"serving {url}" + (f"  (token: {token})" if generated else ""), flush=True)
+        if generated:
+            print("the token is printed only this once; open "
+                  f"{url}?token={token} or send 'Authorization: Bearer <token>'", file=sys.stderr, flush=True)
+        engine_holder: dict = {}
+
+        def listeners_for(name: str) -> tuple:
+            return (WebFeed(name, hub, recorders[name], engine_holder.get("engine") if name == names[0] else None),)
+
+        settings = dataclasses.replace(settings, headless=True, dashboard=False)
+        code = run(settings, stop=stop, listeners_for=listeners_for,
+                   on_engine=lambda engine: engine_holder.update(engine=engine), install_signals=False)
+        for name, recorder in recorders.items():  # the cameras ended: their open sets are finished
+            recorder.close("done")
+            hub.publish_state(name, {**hub.state(name), "state": "ended"})
+        if not args.exit_when_done:
+            log.warning("every camera has ended; still serving %s (Ctrl-C to stop)", url)
+            while not stop.wait(0.5):
+                pass
+        return code if args.exit_when_done else EXIT_OK if code == EXIT_OK else code
+    finally:
+        for recorder in recorders.values():
+            try:
+                recorder.close("done" if stop.is_set() or args.exit_when_done else "interrupted")
+            except Exception:  # noqa: BLE001 - closing must not mask the real error
+                log.exception("closing a set failed")
+        if server is not None:
+            server.stop()
+        hub.close()
+        store.close()
+
