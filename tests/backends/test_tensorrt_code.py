@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_video
 
 from realtime.backends import build_engine, calibration, engine_cache, tensorrt_backend, torch2trt_backend
 from realtime.backends.calibration import CalibrationBatches, quantize_onnx_int8
@@ -425,6 +424,8 @@ def test_build_engine_tensorrt_path_with_stand_in(fake_trt, monkeypatch, tmp_pat
 
 
 def test_calibrate_command(tmp_path, capsys):
+    from conftest import write_video  # here: tests/backends/test_tensorrt_real_api.py imports this module alone
+
     clip = write_video(tmp_path / "c.mp4", 10, (160, 120), codec="mpeg4", step=20)
     calib = tmp_path / "calib"
     assert _cli(["calibrate", "--source", str(clip), "--calib-dir", str(calib), "--count", "3"]) == 0
