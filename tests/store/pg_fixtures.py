@@ -1,4 +1,7 @@
-"""A throwaway PostgreSQL server (Debian's package) on 127.0.0.1 for the store tests; skipped where absent."""
+"""A throwaway PostgreSQL server (Debian's package) on 127.0.0.1 for the store tests; skipped where absent.
+
+Fixtures imported by the test modules (not a conftest.py, which would shadow tests/conftest.py for
+``from conftest import ...``)."""
 
 from __future__ import annotations
 

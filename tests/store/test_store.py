@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from realtime.errors import RealtimeError
 from realtime.store import SCHEMA_VERSION, SetRecorder, StoreError, open_store
 
+pytest_plugins = ["pg_fixtures"]  # fixtures (not a conftest.py: that would shadow tests/conftest.py)
+
 
 def rep(exercise: str = "squat", index: int = 1, *, faults: tuple[str, ...] = (), depth: float = 0.5) -> dict:
     return {

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from realtime.store import open_store
 
+pytest_plugins = ["pg_fixtures"]  # fixtures (not a conftest.py: that would shadow tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 
 # The writer commits each rep, then writes its "event line" (like the analyzer: commit first, then the line).

@@ -10,17 +10,14 @@ import time
 
 import numpy as np
 import pytest
-import webfakes
 from fastapi.testclient import TestClient
 
 from realtime.store import SetRecorder
 from realtime.web import LiveHub, create_app
 
+pytest_plugins = ["webfakes"]  # fixtures (not a conftest.py: that would shadow tests/conftest.py)
+
 SECRET_URL = "rtsp://coach:hunter2@10.0.0.7:554/stream1"
-
-
-def fake_rep(index: int, fault: bool = False) -> dict:
-    return webfakes.fake_rep("squat", index, fault=fault)
 
 
 @pytest.fixture
@@ -31,8 +28,12 @@ def hub():
 
 
 @pytest.fixture
-def filled(hub, store):
+def filled(hub, store, fakes):
     """Two sets on rack1 (one closed), one on floor; live state and reps published."""
+
+    def fake_rep(index: int, fault: bool = False) -> dict:
+        return fakes.fake_rep("squat", index, fault=fault)
+
     rec = SetRecorder(store, "rack1", host="h", rest_s=30.0)
     for i in (1, 2, 3):
         rec.on_rep(fake_rep(i, fault=i == 2), 1_700_000_000.0 + 3 * i)

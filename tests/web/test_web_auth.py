@@ -13,6 +13,8 @@ from realtime.errors import RealtimeError
 from realtime.web import LiveHub, create_app, new_token, start_server
 from realtime.web import auth as auth_module
 
+pytest_plugins = ["webfakes"]  # fixtures (not a conftest.py: that would shadow tests/conftest.py)
+
 TOKEN = "correct-horse-battery-staple-42"
 PLAIN_ROUTES = [
     "/", "/history", "/cameras/cam0", "/static/style.css", "/static/wall.js", "/api/cameras", "/api/cameras/cam0",

@@ -8,6 +8,8 @@ import time
 
 from realtime.web import LiveHub
 
+pytest_plugins = ["webfakes"]  # fixtures (not a conftest.py: that would shadow tests/conftest.py)
+
 TOKEN = "browser-test-token-0123456789"
 WALL_SCREENSHOT = "/tmp/web_wall.png"
 HISTORY_SCREENSHOT = "/tmp/web_history.png"

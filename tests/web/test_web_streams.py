@@ -14,9 +14,10 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-import webfakes
 
 from realtime.web import LiveHub
+
+pytest_plugins = ["webfakes"]  # fixtures (not a conftest.py: that would shadow tests/conftest.py)
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def jpeg_parts(data: bytes) -> list[bytes]:
             if b"\r\n\r\n" in p and p.split(b"\r\n\r\n", 1)[1].startswith(b"\xff\xd8")]
 
 
-def test_frames_encoded_only_while_watched_and_capped(hub, live_server):
+def test_frames_encoded_only_while_watched_and_capped(hub, live_server, fakes):
     server = live_server(hub, None)
     big = np.full((720, 1280, 3), 128, np.uint8)
     for _ in range(20):
@@ -68,7 +69,7 @@ def test_frames_encoded_only_while_watched_and_capped(hub, live_server):
             n = 0
             while not stop.is_set():
                 n += 1
-                hub.publish_frame("cam0", webfakes.synthetic_frame("cam0", n, 1280, 720))
+                hub.publish_frame("cam0", fakes.synthetic_frame("cam0", n, 1280, 720))
                 time.sleep(1 / 60)
 
         thread = threading.Thread(target=publish)
@@ -97,7 +98,7 @@ def test_frames_encoded_only_while_watched_and_capped(hub, live_server):
     assert hub.stats()["cameras"]["cam0"]["frames_encoded"] == encoded
 
 
-def test_push_channel_carries_states_reps_events_and_engine(hub, live_server):
+def test_push_channel_carries_states_reps_events_and_engine(hub, live_server, fakes):
     server = live_server(hub, None)
     hub.publish_state("cam0", {"state": "live", "reps": 1})
     with httpx.stream("GET", server.url + "api/events", timeout=5) as response:
@@ -108,7 +109,7 @@ def test_push_channel_carries_states_reps_events_and_engine(hub, live_server):
                                                                     ("state", "cam1", "starting")}
         for i in range(500):  # a burst of states is coalesced: the client sees the latest, not all 500
             hub.publish_state("cam0", {"state": "live", "reps": i})
-        hub.publish_rep("cam0", webfakes.fake_rep("squat", 7))
+        hub.publish_rep("cam0", fakes.fake_rep("squat", 7))
         hub.publish_event("cam1", {"type": "source_lost", "message": "no frames for 5 s"})
         hub.publish_engine({"batch_size": 2.0, "latency_ms": 9.5})
         events = sse.until(lambda e: any(d.get("reps") == 499 for k, d in e if k == "state")
@@ -121,13 +122,13 @@ def test_push_channel_carries_states_reps_events_and_engine(hub, live_server):
     assert [d for k, d in events if k == "engine"] == [{"batch_size": 2.0, "latency_ms": 9.5}]
 
 
-def test_push_channel_for_one_camera(hub, live_server):
+def test_push_channel_for_one_camera(hub, live_server, fakes):
     server = live_server(hub, None)
     with httpx.stream("GET", server.url + "api/events?camera=cam1", timeout=5) as response:
         sse = SseReader(response)
         sse.until(lambda e: len(e) >= 1)
-        hub.publish_rep("cam0", webfakes.fake_rep("squat", 1))
-        hub.publish_rep("cam1", webfakes.fake_rep("squat", 2))
+        hub.publish_rep("cam0", fakes.fake_rep("squat", 1))
+        hub.publish_rep("cam1", fakes.fake_rep("squat", 2))
         hub.publish_event("cam1", {"type": "source_lost", "message": "lost rtsp://admin:pw123@192.168.1.9/live"})
         hub.publish_state("cam1", {"state": "reconnecting", "error": "rtsp://admin:pw123@192.168.1.9/live: timeout"})
         events = sse.until(lambda e: any(k == "camera_event" for k, _ in e)

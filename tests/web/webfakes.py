@@ -1,17 +1,25 @@
-"""A fake analyzer for the web tests: synthetic frames with a drawn counter, rising rep counts, reps committed to
-the store before they are published. Import it as ``webfakes`` from tests under tests/web."""
+"""Helpers and fixtures of the web tests: a fake analyzer publishing into a LiveHub (synthetic frames with a drawn
+counter, rising rep counts, reps committed to the store before they are published), a live server on a free
+loopback port, and Debian's chromium driven by Playwright (skipped where absent).
+
+Not a conftest.py (a second conftest module would shadow tests/conftest.py for ``from conftest import ...``): a
+test module under tests/web imports the fixtures it uses, e.g. ``from webfakes import chromium, store  # noqa``."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
+import pytest
 
-from realtime.store import SetRecorder, Store
-from realtime.web import LiveHub
+from realtime.store import SetRecorder, Store, open_store
+from realtime.web import LiveHub, create_app, start_server
 
 
 def synthetic_frame(camera: str, n: int, width: int = 640, height: int = 360) -> np.ndarray:
@@ -94,3 +102,65 @@ class FakePublisher:
             if camera in self.recorders:
                 self.recorders[camera].tick(time.time())
             self._stop.wait(1.0 / self.fps)
+
+
+CHROMIUM = os.environ.get("REALTIME_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture
+def fakes():
+    """This module (synthetic_frame, fake_rep, FakePublisher) without importing it before pytest registers it."""
+    return sys.modules[__name__]
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[Store]:
+    s = open_store(str(tmp_path / "gym.sqlite"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def live_server():
+    """``live_server(hub, store, token=..., **create_app kwargs)`` -> ServerHandle on a free loopback port."""
+    handles = []
+
+    def start(hub: LiveHub, store: Store | None, *, token: str | None = None, **kwargs):
+        handle = start_server(create_app(hub, store, token=token, **kwargs), "127.0.0.1", 0)
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        handle.stop(5.0)
+
+
+@pytest.fixture
+def fake_publisher():
+    """``fake_publisher(hub, store, cameras=..., **kw)`` -> a started FakePublisher, stopped at teardown."""
+    publishers = []
+
+    def start(hub: LiveHub, store: Store | None = None, **kwargs) -> FakePublisher:
+        publisher = FakePublisher(hub, store, **kwargs).start()
+        publishers.append(publisher)
+        return publisher
+
+    yield start
+    for publisher in publishers:
+        publisher.stop(close_sets=False)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium through Playwright (its own browser download is not reachable here)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
