@@ -368,6 +368,7 @@ def _finish(settings: RunSettings, cameras: list[Camera], outcomes: dict, engine
         if cam.events is not None:
             if cam.events.error:
                 extra["events_error"] = cam.events.error
+                outcome.error = outcome.error or cam.events.error
             else:
                 written["events"] = str(cam.events.sink.path)
         summary = summary_record(outcome, cam.pipeline.stats, extra)
@@ -377,8 +378,8 @@ def _finish(settings: RunSettings, cameras: list[Camera], outcomes: dict, engine
         if outcome.error:
             # A source that cannot be read (a damaged file) is bad input; a lost stream, a failing writer or a bug
             # in the analysis is a run-time failure.
-            if cam.source.is_live or outcome.error.startswith("analysis failed") or "video" in extra or \
-                    cam.source.state == "failed":
+            if cam.source.is_live or outcome.error.startswith("analysis failed") or cam.source.state == "failed" \
+                    or any(k in extra for k in ("video_error", "report_error", "events_error")):
                 failure = True
             else:
                 bad_input = True

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the analyzer needs on a fresh Debian/Ubuntu machine (as root, or with sudo).
 #   bash scripts/setup.sh         runtime
-#   bash scripts/setup.sh --dev   runtime + test tools + what the tests need (Xvfb, a GStreamer RTSP server)
+#   bash scripts/setup.sh --dev   runtime + test tools + what the tests need (Xvfb, a GStreamer RTSP server,
+#                                 PostgreSQL, Chromium for the browser tests, a Triton server in .triton-venv/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -18,6 +19,9 @@ if [ "$dev" = 1 ]; then
   apt_pkgs="$apt_pkgs gcc libc6-dev xvfb python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
     gstreamer1.0-plugins-base \
     gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav"
+  # A real PostgreSQL for the store tests (started by the tests on 127.0.0.1 in a throwaway folder) and Debian's
+  # Chromium for the browser tests (Playwright drives it; its own browser download is not used).
+  apt_pkgs="$apt_pkgs postgresql chromium"
 fi
 if command -v apt-get >/dev/null; then
   missing=""
@@ -43,8 +47,11 @@ py=${PYTHON:-python3}
 step "pip install torch==2.13.0 (CPU wheel) with $py"
 $py -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
-  step "pip install -e .[dev] (the analyzer, its dependencies from pyproject.toml, test tools)"
+  step "pip install -e .[dev] (the analyzer, its dependencies from pyproject.toml, test tools incl. tritonclient, psycopg, playwright)"
   $py -m pip install -q -e ".[dev]"
+  # Triton Inference Server (PyPI's nvidia-pytriton ships a real tritonserver) in a venv of its own: it pins numpy<2.
+  step "Triton server venv (scripts/setup_triton.sh, for the Triton tests)"
+  bash scripts/setup_triton.sh || echo "warning: Triton venv not made; the Triton server tests will skip" >&2
   # The real TensorRT Python bindings over stub libraries, for tests/backends/test_tensorrt_real_api.py (no GPU needed).
   # Optional: without them that test skips and says how to get them.
   step "TensorRT Python bindings over stub libraries (scripts/tensorrt_api_stubs.sh, for the TensorRT API test)"
