@@ -128,7 +128,7 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
     if args.set_rest <= 0:
         raise RealtimeError("--set-rest must be more than 0 seconds")
     store = open_store(args.db)
-    interrupted = store.close_interrupted_sets()
+    interrupted = store.close_interrupted_sets(host=socket.gethostname())
     if interrupted:
         log.warning("%d set(s) left open by an earlier run were closed as interrupted", interrupted)
     names = [c.name for c in settings.cameras]
