@@ -240,7 +240,8 @@ def test_pause_kill_and_restart_backoff_recovery_and_no_thread_leak(triton_repos
             attempts += 1
             time.sleep(0.01)
         assert attempts > 50
-        assert threading.active_count() == py_threads and os_threads() <= threads + 2
+        # One thread of slack: a thread of an earlier test may start or end meanwhile; a leak per attempt is > 50.
+        assert threading.active_count() <= py_threads + 1 and os_threads() <= threads + 2
         monkeypatch.undo()
         backend.backoff_max_s = 1.0
 
