@@ -65,7 +65,7 @@ def create_engine(settings: RunSettings, cameras: int = 1):
         options["triton_model"] = settings.triton_model
     return create_pose_engine(settings.pose_model, settings.backend, settings.weights, settings.precision,
                               settings.rebuild, max_batch=settings.max_batch if cameras > 1 else 1,
-                              max_wait_ms=settings.max_wait_ms, **options)
+                              max_wait_ms=settings.max_wait_ms, cameras=cameras, **options)
 
 
 def build_stages(settings: RunSettings, camera: CameraSettings, engine, fps: float = 30.0):
@@ -221,6 +221,19 @@ def _write_report(directory: Path, reps) -> None:
 # ------------------------------------------------------------------------------------------------ the run
 
 
+_EARLY_EVENTS_LOCK = threading.Lock()
+
+
+def _route_source_event(cam: Camera, event: dict) -> None:
+    """A source event to its camera's pipeline; one that comes before the pipeline exists (a live camera down at
+    start reports "lost" from its capture thread at once) is kept for it, not dropped."""
+    with _EARLY_EVENTS_LOCK:
+        if cam.pipeline is None:
+            cam.extra.setdefault("early_events", []).append(event)
+            return
+    cam.pipeline.on_source_event(event)
+
+
 def open_sources(settings: RunSettings, stop: threading.Event, on_event: Callable[[Camera, dict], None]
                  ) -> list[Camera]:
     """Open every camera. One camera: a source that cannot be opened is bad input (exit 2). Several: a live camera
@@ -272,8 +285,7 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
     to_close: list = []
     cameras: list[Camera] = []
     try:
-        cameras = open_sources(settings, stop, lambda cam, e: cam.pipeline.on_source_event(e) if cam.pipeline
-                               else None)
+        cameras = open_sources(settings, stop, _route_source_event)
         to_close += _open_outputs(settings, cameras, engine.name, engine.reason)
         headless = settings.headless
         if not headless and not display_available():
@@ -297,11 +309,15 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
                                                                  cam.source.fps if cam.source.size[0] else 30.0)
             cam.stages = (estimator, classifier, reps, smoother)
             listeners = listeners_for(cam.settings.name) if listeners_for else ()
-            cam.pipeline = CameraPipeline(
+            pipeline = CameraPipeline(
                 cam.source, Analyzer(estimator, classifier, reps, smoother), name=cam.settings.name,
                 events=cam.events, video=cam.video, video_factory=cam.extra.get("video_factory"),
                 listeners=listeners, max_frames=settings.max_frames, on_start=engine.attach, on_stop=engine.detach,
             )
+            with _EARLY_EVENTS_LOCK:  # events from before the pipeline existed go first, in order
+                for event in cam.extra.pop("early_events", ()):
+                    pipeline.on_source_event(event)
+                cam.pipeline = pipeline
             pipelines.append(cam.pipeline)
         runner = MultiPipeline(pipelines, screen=screen, dashboard=dashboard, engine=engine, stop_event=stop)
         if dashboard is not None:

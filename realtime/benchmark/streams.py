@@ -69,6 +69,7 @@ def run_streams(settings: RunSettings, clips: list[list[np.ndarray]], n: int, se
                 rss.append(proc.memory_info().rss / 2**20)
                 if "warm" not in marks and time.monotonic() - start >= WARMUP_S:
                     marks["warm"] = _counters(pipelines, proc, engine, batch_server)
+                    marks["rss_warm"] = rss[-1]
 
         done = threading.Event()
         sampler = threading.Thread(target=sample, daemon=True)
@@ -102,6 +103,8 @@ def run_streams(settings: RunSettings, clips: list[list[np.ndarray]], n: int, se
             "mean_batch": round(crops / batches, 2) if batches else None,
             "cpu_cores_used": round((end["cpu"] - warm["cpu"]) / span, 2),
             "rss_mb": round(max(rss, default=proc.memory_info().rss / 2**20), 1),
+            # Memory after the warm-up vs at the end: a long run (--stream-seconds 600) shows whether it grows.
+            "rss_growth": round(rss[-1] / marks["rss_warm"] - 1.0, 4) if rss and "rss_warm" in marks else None,
             "host_ms_per_frame": {k: round(v, 2) for k, v in host.items()},
         }
         if batch_server is not None and end.get("server_batch") is not None:

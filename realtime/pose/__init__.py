@@ -84,17 +84,19 @@ def create_pose_engine(
     *,
     max_batch: int = 16,
     max_wait_ms: float = 4.0,
+    cameras: int = 1,
     **options,
 ):
     """The analyzer's pose engine (``realtime.pose.shared.SharedPoseEngine``): models loaded once, shared by every
-    camera; ViTPose crops from all cameras are batched (``max_batch``, ``max_wait_ms``)."""
+    camera; ViTPose crops from all cameras are batched (``max_batch``, ``max_wait_ms``); BlazePose gets one interpreter
+    pair per core, up to the number of ``cameras``."""
     validate_pose_options(pose_model, backend, precision)  # a typo is exit 2 on every path, BlazePose's too
     from realtime.pose.batching import Batcher, FairGate
     from realtime.pose.shared import GatedDetector, SharedPoseEngine
 
     pose_model, weights, reason = resolve_pose_model(pose_model, weights, backend)
     if pose_model.startswith("blazepose"):
-        from realtime.pose.blazepose import BlazePoseEstimator, BlazePoseModels
+        from realtime.pose.blazepose import BlazePoseEstimator, BlazePoseModels, BlazePosePool
 
         ignored = [f"--{name} {value}" for name, value, default in (("backend", backend, "auto"),
                                                                      ("precision", precision, "auto"))
@@ -102,8 +104,13 @@ def create_pose_engine(
         if ignored:  # say so rather than silently running something other than what was asked
             verb = "applies" if len(ignored) == 1 else "apply"
             reason += f"; {' and '.join(ignored)} {verb} to ViTPose only, BlazePose runs float32 on the CPU (LiteRT)"
+        from realtime.pose.detector import default_threads
+
         variant = pose_model.split("-")[1]
-        models = BlazePoseModels(variant)
+        cores = default_threads()
+        copies = max(1, min(cameras, cores))
+        # One camera: one interpreter pair on every core. Several: a pair per core, one thread each.
+        models = BlazePoseModels(variant) if copies == 1 else BlazePosePool(variant, copies, max(1, cores // copies))
         return SharedPoseEngine(
             f"blazepose-{variant}", reason,
             lambda pick: BlazePoseEstimator(variant=variant, pick=pick, models=models),

@@ -12,6 +12,7 @@ oldest-first gives every camera its turn: no camera can starve another.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -46,6 +47,37 @@ class FairGate:
         with self._cond:
             self._serving += 1
             self._cond.notify_all()
+
+
+class FairPool:
+    """Several interchangeable copies of a model that cannot batch (one LiteRT interpreter per core): each call takes
+    whichever copy is free, callers served first come, first served."""
+
+    def __init__(self, items: list) -> None:
+        if not items:
+            raise ValueError("FairPool needs at least one item")
+        self.items = list(items)
+        self._free: deque = deque(items)
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    @contextlib.contextmanager
+    def take(self):
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving or not self._free:
+                self._cond.wait()
+            item = self._free.popleft()
+            self._serving += 1
+            self._cond.notify_all()
+        try:
+            yield item
+        finally:
+            with self._cond:
+                self._free.append(item)
+                self._cond.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
