@@ -68,37 +68,27 @@ def create_engine(settings: RunSettings, cameras: int = 1):
                               max_wait_ms=settings.max_wait_ms, cameras=cameras, **options)
 
 
-def build_stages(settings: RunSettings, camera: CameraSettings, engine, fps: float = 30.0):
-    """One camera's analysis stages: (pose estimator over the shared engine, classifier, reps, smoother)."""
+def build_stages(settings: RunSettings, camera: CameraSettings, fps: float = 30.0):
+    """One camera's stages after the pose: (classifier, rep counter, keypoint smoother or None)."""
     from realtime.classify.classifier import StreamingClassifier
     from realtime.pose.smoothing import KeypointSmoother
     from realtime.reps.counter import RepAnalyzer
 
-    estimator = engine.estimator(camera.pick)
     classifier = StreamingClassifier.load(settings.classifier)
     reps = RepAnalyzer(strictness=camera.strictness, config_path=settings.form_config, exercise=camera.exercise,
                        fps=fps)
     smoother = KeypointSmoother() if settings.smooth else None
-    return estimator, classifier, reps, smoother
+    return classifier, reps, smoother
 
 
 def build_components(settings: RunSettings, pose_model: str, backend: str, fps: float = 30.0):
     """One camera with an engine of its own (the benchmark): (estimator, reason, classifier, reps, smoother)."""
-    import dataclasses
-
     from realtime.pose import create_pose_estimator
 
     camera = settings.cameras[0] if settings.cameras else CameraSettings("cam0", "0")
     estimator, reason = create_pose_estimator(pose_model, backend, settings.weights, settings.precision, camera.pick,
                                               settings.rebuild)
-
-    class _Own:  # build_stages asks an engine for the estimator
-        def estimator(self, _pick):
-            return estimator
-
-    settings = dataclasses.replace(settings, pose_model=pose_model, backend=backend)
-    _, classifier, reps, smoother = build_stages(settings, camera, _Own(), fps)
-    return estimator, reason, classifier, reps, smoother
+    return (estimator, reason, *build_stages(settings, camera, fps))
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -305,8 +295,9 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
         for cam in cameras:
             if cam.source is None:
                 continue
-            estimator, classifier, reps, smoother = build_stages(settings, cam.settings, engine,
-                                                                 cam.source.fps if cam.source.size[0] else 30.0)
+            estimator = engine.estimator(cam.settings.pick)
+            classifier, reps, smoother = build_stages(settings, cam.settings,
+                                                      cam.source.fps if cam.source.size[0] else 30.0)
             cam.stages = (estimator, classifier, reps, smoother)
             listeners = listeners_for(cam.settings.name) if listeners_for else ()
             pipeline = CameraPipeline(

@@ -342,7 +342,8 @@ class CameraPipeline:
             label=pred.label if pred else None,
             confidence=pred.confidence if pred else 0.0,
             reps=last.rep_count if last else 0,
-            status=self.status() if last is self._last_result or last is None else last.status,
+            # A result being emitted speaks for itself; otherwise the camera's state (reconnecting, ended, ...).
+            status=last.status if last is not None and last is not self._last_result else self.status(),
             extra={"camera": self.name, "exercise": last.exercise if last else None,
                    "last_rep": last.last_rep if last else None, "cues": last.cues if last else ()},
         )

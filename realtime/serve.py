@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from realtime.errors import EXIT_OK, RealtimeError
+from realtime.errors import RealtimeError
 from realtime.settings import RunSettings
 from realtime.sources.urls import parse_source
 
@@ -162,7 +162,7 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
             log.warning("every camera has ended; still serving %s (Ctrl-C to stop)", url)
             while not stop.wait(0.5):
                 pass
-        return code if args.exit_when_done else EXIT_OK if code == EXIT_OK else code
+        return code
     finally:
         for recorder in recorders.values():
             try:

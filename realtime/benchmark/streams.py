@@ -55,7 +55,7 @@ def run_streams(settings: RunSettings, clips: list[list[np.ndarray]], n: int, se
             frames = frames[shift:] + frames[:shift]
             source = SyntheticSource(frames, fps=TARGET_FPS, live=True, loop=True, duration_s=WARMUP_S + seconds,
                                      source_id=cam.name)
-            stages = build_stages(settings, cam, engine, TARGET_FPS)
+            stages = (engine.estimator(cam.pick), *build_stages(settings, cam, TARGET_FPS))
             sink = EventLogSink(Path(tmp.name) / f"{cam.name}.jsonl")
             events.append(sink)
             pipelines.append(CameraPipeline(source, Analyzer(*stages), name=cam.name, events=sink, draw=True,
