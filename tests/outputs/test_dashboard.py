@@ -29,3 +29,26 @@ def test_only_the_bottleneck_stage_gets_a_rate():
 def test_rate_cell_edge_cases():
     assert bottleneck({}) is None and bottleneck({"a": 0.0}) is None
     assert stage_rate_cell("a", 0.0, "a") == "-" and stage_rate_cell("a", 4.0, "a") == "250"
+
+
+def test_several_cameras_get_a_row_each_and_the_engine_its_batches():
+    from realtime.outputs.dashboard import render_cameras
+    from realtime.pose.batching import BatchStats
+    from realtime.stats import StatsSnapshot
+    from realtime.types import RepEvent
+
+    rep = RepEvent("squat", 3, 10, 40, 1.0, 2.5, 0.9)
+    snaps = [
+        StatsSnapshot({}, StageStats(20.0, 41.0, 22.0, 9), 29.5, 100, 99, 1, 0, 4, "squat", 0.9, 3, "ok",
+                      extra={"camera": "rack", "last_rep": rep}),
+        StatsSnapshot({}, None, 0.0, 5, 5, 0, 0, 4, None, 0.0, 0, "reconnecting", extra={"camera": "bar"}),
+    ]
+    engine = BatchStats(batches=10, crops=35, mean_batch=3.5, max_batch=4, network_p50_ms=12.0, network_p95_ms=15.0,
+                        queue_wait_p95_ms=3.0, recent_sizes=(3, 4))
+    text = _text(render_cameras(snaps, engine, "2 cameras"))
+    rack = next(line for line in text.splitlines() if "rack" in line)
+    bar = next(line for line in text.splitlines() if "bar" in line)
+    assert "29.5" in rack and "squat #3 1.5 s" in rack and "41" in rack
+    assert "reconnecting" in bar and "squat" not in bar
+    assert "mean batch 3.50" in text and "max 4" in text
+    assert "no batching" in _text(render_cameras(snaps, None, "2 cameras"))
