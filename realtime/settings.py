@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from realtime.errors import RealtimeError
+from realtime.pose.tracking import parse_pick
 from realtime.types import EXERCISES
 
 STRICTNESS = ("relaxed", "normal", "strict")
@@ -93,8 +94,11 @@ def _check_camera(cam: CameraSettings, where: str) -> CameraSettings:
         raise RealtimeError(f"{where}: camera {cam.name!r}: rtsp_transport must be tcp or udp")
     if not isinstance(cam.realtime, bool):
         raise RealtimeError(f"{where}: camera {cam.name!r}: realtime must be true or false")
-    if not isinstance(cam.pick, str | int) or isinstance(cam.pick, bool):
-        raise RealtimeError(f"{where}: camera {cam.name!r}: pick must be largest|center|left|right or an index")
+    try:
+        parse_pick(cam.pick)
+    except RealtimeError:
+        raise RealtimeError(f"{where}: camera {cam.name!r}: pick must be largest, center, left, right or a person "
+                            f"index (0 = leftmost), not {cam.pick!r}") from None
     return cam
 
 
@@ -154,6 +158,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
     """The typed, frozen settings of a run; the camera list from --cameras or the --source options."""
     if args.cameras and args.source:
         raise RealtimeError("give the cameras either with --cameras FILE or with --source, not both")
+    parse_pick(args.pick)  # a bad --pick fails before any source, model or output is opened
     defaults = CameraSettings(name="cam0", source="0", exercise=args.exercise, pick=str(args.pick),
                               strictness=args.strictness, rtsp_transport=args.rtsp_transport, realtime=args.realtime)
     if args.cameras:
