@@ -276,6 +276,10 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
     cameras: list[Camera] = []
     try:
         cameras = open_sources(settings, stop, _route_source_event)
+        for cam in cameras:  # a bad --classifier or --form-config fails here, before any output file is made
+            if cam.source is not None:
+                cam.stages = (engine.estimator(cam.settings.pick),
+                              *build_stages(settings, cam.settings, cam.source.fps if cam.source.size[0] else 30.0))
         to_close += _open_outputs(settings, cameras, engine.name, engine.reason)
         headless = settings.headless
         if not headless and not display_available():
@@ -295,10 +299,7 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
         for cam in cameras:
             if cam.source is None:
                 continue
-            estimator = engine.estimator(cam.settings.pick)
-            classifier, reps, smoother = build_stages(settings, cam.settings,
-                                                      cam.source.fps if cam.source.size[0] else 30.0)
-            cam.stages = (estimator, classifier, reps, smoother)
+            estimator, classifier, reps, smoother = cam.stages
             listeners = listeners_for(cam.settings.name) if listeners_for else ()
             pipeline = CameraPipeline(
                 cam.source, Analyzer(estimator, classifier, reps, smoother), name=cam.settings.name,
