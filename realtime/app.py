@@ -169,9 +169,11 @@ def _open_outputs(settings: RunSettings, cameras: list[Camera], engine_name: str
                 cam.events = CameraEvents(sink, cam.settings.name, owns=False)
         for cam in cameras:
             src = cam.source
+            classes = list(cam.stages[1].classes) if cam.stages else None
             cam.events.write({"type": "start", "source": cam.settings.name if src is None else src.source_id,
-                              "pose": engine_name, "pose_reason": reason, "fps": getattr(src, "fps", None),
-                              "size": list(getattr(src, "size", (0, 0))), "error": cam.error})
+                              "pose": engine_name, "pose_reason": reason, "classes": classes,
+                              "fps": getattr(src, "fps", None), "size": list(getattr(src, "size", (0, 0))),
+                              "error": cam.error})
     if settings.save:
         if settings.multi:
             _prepare_dir(Path(settings.save), "video")
@@ -245,7 +247,7 @@ def open_sources(settings: RunSettings, stop: threading.Event, on_event: Callabl
                 capture.start_reconnecting(str(exc))
                 log.warning("camera %s: %s; retrying in the background", cam_settings.name, exc)
             except SourceError:
-                log.error("camera %s skipped: %s", cam_settings.name, exc)
+                log.info("camera %s skipped: %s", cam_settings.name, exc)  # reported once at the end
                 cam.error = str(exc)
                 cameras.append(cam)
                 continue
@@ -347,6 +349,8 @@ def _finish(settings: RunSettings, cameras: list[Camera], outcomes: dict, engine
             continue
         outcome = outcomes[name]
         estimator, _, reps, _ = cam.stages
+        if cam.source.is_live and outcome.frames_read == 0 and outcome.error is None:
+            outcome.error = f"no frame was received from {cam.source.source_id} (it never connected)"
         if not cam.source.is_live:  # end of a file: a rep past its turn and well on its way back counts
             for rep in reps.finish():
                 if cam.events is not None:

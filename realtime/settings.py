@@ -70,7 +70,7 @@ class RunSettings:
 def split_named_source(spec: str) -> tuple[str | None, str]:
     """``name=URL`` -> (name, URL); a plain source (a URL or path, which may itself hold '=') -> (None, source)."""
     name, sep, rest = spec.partition("=")
-    if sep and rest and _NAME.match(name) and "/" not in name and ":" not in name:
+    if sep and rest and _NAME.match(name) and "/" not in name and ":" not in name and not Path(spec).exists():
         return name, rest
     return None, spec
 
@@ -104,10 +104,17 @@ def _check_camera(cam: CameraSettings, where: str) -> CameraSettings:
 
 def cameras_from_sources(sources: list[str], defaults: CameraSettings) -> tuple[CameraSettings, ...]:
     """``--source`` given N times: names ``cam0``, ``cam1``, ... unless written ``name=URL``."""
+    named = [split_named_source(spec) for spec in sources]
+    taken = {name for name, _ in named if name}
     cams = []
-    for i, spec in enumerate(sources):
-        name, source = split_named_source(spec)
-        cams.append(_check_camera(dataclasses.replace(defaults, name=name or f"cam{i}", source=source), "--source"))
+    for i, (name, source) in enumerate(named):
+        if name is None:  # cam<i>, unless a camera is already called that: the next free number
+            k = i
+            while f"cam{k}" in taken:
+                k += 1
+            name = f"cam{k}"
+            taken.add(name)
+        cams.append(_check_camera(dataclasses.replace(defaults, name=name, source=source), "--source"))
     return _unique(cams, "--source")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -108,7 +109,8 @@ def create_pose_engine(
 
         variant = pose_model.split("-")[1]
         cores = default_threads()
-        copies = max(1, min(cameras, cores))
+        # REALTIME_BLAZEPOSE_COPIES overrides how many interpreter pairs serve the cameras (1: one pair, all threads).
+        copies = max(1, int(os.environ.get("REALTIME_BLAZEPOSE_COPIES") or min(cameras, cores)))
         # One camera: one interpreter pair on every core. Several: a pair per core, one thread each.
         models = BlazePoseModels(variant) if copies == 1 else BlazePosePool(variant, copies, max(1, cores // copies))
         return SharedPoseEngine(
