@@ -177,6 +177,7 @@ class TritonBackend:
         self._lock = threading.Lock()  # guards the outage state and the shm list only, never held during a call
         self._failures = 0
         self._retry_at = 0.0
+        self._failed_at = 0.0  # when the last counted failure was recorded
         self._outage: str | None = None
         self._outage_since = 0.0
         self._epoch = 0  # bumped on every failure: shm regions re-register after a server restart
@@ -270,10 +271,11 @@ class TritonBackend:
         if len(batch) == 0:
             return np.zeros((0, *_OUT_DIMS), np.float32)
         self._gate()
+        sent = time.monotonic()
         try:
             out = self._infer_shm(batch) if self._use_shm else self._infer_wire(batch)
         except Exception as exc:
-            raise self._failed(_reason(exc)) from None
+            raise self._failed(_reason(exc), sent) from None
         self._succeeded()
         return out
 
@@ -290,16 +292,21 @@ class TritonBackend:
     def _backoff(self) -> float:
         return min(self.backoff_max_s, BACKOFF_START_S * 2 ** max(0, self._failures - 1))
 
-    def _failed(self, reason: str) -> PoseServerUnavailable:
+    def _failed(self, reason: str, sent: float) -> PoseServerUnavailable:
         with self._lock:
-            self._failures += 1
+            now = time.monotonic()
             self._epoch += 1
             first = self._outage is None
             self._outage = f"pose server {self.target.display} unavailable ({reason})"
             if first:
-                self._outage_since = time.monotonic()
-            delay = self._backoff()
-            self._retry_at = time.monotonic() + delay
+                self._outage_since = now
+            # Requests already in flight when a failure was recorded (other cameras') fail with it: only a request
+            # sent after it (the probe) doubles the backoff, so N cameras do not start at 0.5 * 2**(N-1) s.
+            if not self._failures or sent >= self._failed_at:
+                self._failures += 1
+                self._failed_at = now
+                self._retry_at = now + self._backoff()
+            delay = max(0.0, self._retry_at - now)
             message = self._outage
         if first:
             log.warning("%s; retrying with backoff (at most every %.0f s)", message, self.backoff_max_s)
