@@ -90,8 +90,18 @@ class TritonServer:
     def kill(self) -> None:
         """SIGKILL, as a crash would (the server cannot say goodbye to its clients)."""
         if self.proc and self.proc.poll() is None:
+            import psutil
+
+            # The Python-backend stubs are the server's children: a SIGKILLed server leaves them running for good.
+            children = psutil.Process(self.proc.pid).children(recursive=True)
             self.proc.kill()
             self.proc.wait(timeout=30)
+            for child in children:
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(children, timeout=10)
 
     def pause(self) -> None:
         assert self.proc is not None
