@@ -156,7 +156,7 @@ def _open_outputs(settings: RunSettings, cameras: list[Camera], engine_name: str
 
     to_close: list = []
     if settings.events:
-        if settings.multi and _is_dir_target(settings.events):
+        if _is_dir_target(settings.events):  # a folder (DIR/ or an existing one): one NAME.jsonl per camera
             _prepare_dir(Path(settings.events), "events")
             for cam in cameras:
                 sink = EventLogSink(Path(settings.events) / f"{cam.settings.name}.jsonl")
