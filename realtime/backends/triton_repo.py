@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime.errors import BackendUnavailable, RealtimeError, WeightsError
+from realtime.errors import EXIT_BAD_INPUT, BackendUnavailable, RealtimeError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -506,12 +506,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--venv", default=None, help=f"server venv (default ${VENV_ENV} or .triton-venv/)")
     serve.set_defaults(func=_serve_local)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from realtime.logs import setup_logging
+
+    setup_logging(1)  # the one logging set-up of every command, at info level: the server's start is worth seeing
     try:
         return args.func(args)
     except RealtimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":
