@@ -9,7 +9,8 @@
 #   3. the same in fp16 eager and in fp32 eager (reference), and fp16 with torch.compile at batch 1 and 64
 #   4. the CUDA-only unit tests (tests/backends/test_torch_backend.py, which skip here without a GPU)
 #   5. with GPU_CHECK_CLIP=video: the whole live pipeline (`run_live.py --bench`) on that clip, BlazePose-full on
-#      the CPU vs ViTPose-S/B on the GPU (--precision auto: fp16 there; needs ai-edge-litert for the person detector)
+#      the CPU vs ViTPose-S/B on the GPU (--precision auto: fp16 there; needs ai-edge-litert for the person detector),
+#   6. and with it, `--bench --streams 16,32,64,96`: that clip as N live cameras through the multi-camera pipeline
 # Everything lands in $OUT (JSON per run, logs, nvidia-smi, summary.txt).
 #
 # Run on the device machine:   bash bench/gpu_check.sh
@@ -117,6 +118,13 @@ if [[ -n "${GPU_CHECK_CLIP:-}" ]]; then
     --bench-repeats "${GPU_CHECK_REPEATS:-3}" \
     --bench-json "$OUT/e2e.json" > "$OUT/e2e.log" 2>&1
   echo "e2e pipeline bench: exit $? ($(( $(date +%s) - start )) s)" | tee -a "$OUT/summary.txt"
+  # 6. the multi-camera product: N live 30-fps cameras replaying the clip through the real pipeline, ViTPose-B on
+  #    the GPU behind the shared batcher (issue goal: >= 64 cameras; says whether the GPU, the host or the GIL limits)
+  timeout "$LIMIT" "$PY" run_live.py --bench --streams "${GPU_CHECK_STREAMS:-16,32,64,96}" --source "$GPU_CHECK_CLIP" \
+    --bench-frames 150 --stream-seconds "${GPU_CHECK_STREAM_S:-8}" --pose-model vitpose-"$VARIANT" --backend torch \
+    --weights random --max-batch 64 --bench-json "$OUT/streams.json" > "$OUT/streams.log" 2>&1
+  echo "multi-camera streams bench: exit $? ($(( $(date +%s) - start )) s); $(grep 'most cameras' "$OUT/streams.log")" \
+    | tee -a "$OUT/summary.txt"
 fi
 
 # compact table for the log
