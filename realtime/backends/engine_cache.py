@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from realtime.files import honour_umask
+
 log = logging.getLogger(__name__)
 
 ENGINES_ENV = "REALTIME_ENGINES_DIR"
@@ -218,6 +220,7 @@ class EngineCache:
             side_tmp = side.with_name(".tmp-" + side.name)
             side_tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
             os.replace(side_tmp, side)
+            honour_umask(tmp)  # mkstemp made it 0600: engines are shared by every user of the machine's cache
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)

@@ -81,6 +81,9 @@ def test_build_once_then_hit_then_forced_rebuild(tmp_path):
     _, built = cache.get_or_build(BASE, _builder(b"engine-3", calls), rebuild=True)
     assert built and path.read_bytes() == b"engine-3" and len(calls) == 2
     assert not list(tmp_path.glob(".tmp-*"))  # no temporary files left behind
+    from realtime.files import default_file_mode
+
+    assert path.stat().st_mode & 0o777 == default_file_mode()  # not mkstemp's 0600
 
 
 @pytest.mark.parametrize("field", ["runtime_version", "compute_capability", "weights_hash", "calib_hash", "max_batch"])
