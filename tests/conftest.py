@@ -214,3 +214,18 @@ class FakeReps:
     def update(self, frame_index, t, keypoints, label, confidence=1.0):
         self.frames += 1
         return FakeUpdate(label, self.frames // 10, None, "top", None, ())
+
+
+def live_events(path: Path) -> list[dict]:
+    """The lines of an events file that is still being written (a half-written last line is skipped)."""
+    import json
+
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out

@@ -6,7 +6,6 @@ flowing, the rep count carries over (never resets), and the camera's credentials
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,22 +13,10 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, shared_file
+from conftest import REPO, live_events, shared_file
 from test_rtsp import PASSWORD, USER, Server, _free_port, _server_unavailable
 
 pytestmark = pytest.mark.rtsp
-
-
-def _events(path):
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            pass
-    return out
 
 
 def _wait_for(cond, seconds: float) -> bool:
@@ -59,21 +46,21 @@ def test_analyzer_survives_rtsp_server_restart(tmp_path):
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        assert _wait_for(lambda: sum(e.get("type") == "frame" for e in _events(ev)) > 60, 90), "no frames"
+        assert _wait_for(lambda: sum(e.get("type") == "frame" for e in live_events(ev)) > 60, 90), "no frames"
         server.kill()
-        assert _wait_for(lambda: any(e.get("state") == "lost" for e in _events(ev)), 15), "loss not noticed"
-        before = _events(ev)
+        assert _wait_for(lambda: any(e.get("state") == "lost" for e in live_events(ev)), 15), "loss not noticed"
+        before = live_events(ev)
         reps_before = max(e["reps"] for e in before if e["type"] == "frame")
         last_index_before = max(e["frame"] for e in before if e["type"] == "frame")
         time.sleep(1.0)
         server = Server(clip, port)
         server.start()
-        assert _wait_for(lambda: any(e.get("state") == "back" for e in _events(ev)), 30), "no reconnect"
+        assert _wait_for(lambda: any(e.get("state") == "back" for e in live_events(ev)), 30), "no reconnect"
         assert _wait_for(lambda: sum(e.get("type") == "frame" and e["frame"] > last_index_before
-                                     for e in _events(ev)) > 60, 60), "frames did not resume"
+                                     for e in live_events(ev)) > 60, 60), "frames did not resume"
         assert app.poll() is None, "the analyzer exited"
         # The looping squat clip keeps being counted after the reconnect (slow machines drop more frames).
-        assert _wait_for(lambda: max((e["reps"] for e in _events(ev) if e.get("type") == "frame"), default=0)
+        assert _wait_for(lambda: max((e["reps"] for e in live_events(ev) if e.get("type") == "frame"), default=0)
                          > reps_before, 120), "no rep counted after the reconnect"
     finally:
         if app.poll() is None:
@@ -81,7 +68,7 @@ def test_analyzer_survives_rtsp_server_restart(tmp_path):
         _, err = app.communicate(timeout=30)
         server.kill()
     assert app.returncode == 0, err
-    events = _events(ev)
+    events = live_events(ev)
     assert events[-1]["type"] == "summary" and events[-1]["stopped_by"] == "user"
     states = [e["state"] for e in events if e["type"] == "source"]
     assert states[:2] == ["lost", "back"]

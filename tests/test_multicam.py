@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, shared_file, write_video
+from conftest import REPO, live_events, shared_file, write_video
 from test_cli import ENV, decode_count, read_events, run_cli
 
 VIDEOS = "workouttracker_reps/videos"
@@ -37,19 +37,6 @@ def stop_cli(proc: subprocess.Popen, tmp: Path, timeout: float = 20) -> tuple[fl
         proc.wait(5)
         pytest.fail(f"the analyzer did not stop within {timeout} s of SIGINT")
     return time.monotonic() - t, (tmp / "stdout.txt").read_text(), (tmp / "stderr.txt").read_text()
-
-
-def live_events(path: Path) -> list[dict]:
-    """The lines of an events file being written (a half-written last line is skipped)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
 
 
 def frames_in(path: Path) -> int:

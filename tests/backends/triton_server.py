@@ -92,8 +92,11 @@ class TritonServer:
         if self.proc and self.proc.poll() is None:
             import psutil
 
-            # The Python-backend stubs are the server's children: a SIGKILLed server leaves them running for good.
+            # The Python-backend stubs are the server's children: a SIGKILLed server leaves them running for good,
+            # each with its /dev/shm region (a crashing container would take them all).
             children = psutil.Process(self.proc.pid).children(recursive=True)
+            regions = [arg for child in children for arg in child.cmdline()
+                       if arg.startswith("triton_python_backend_shm_region")]
             self.proc.kill()
             self.proc.wait(timeout=30)
             for child in children:
@@ -102,6 +105,8 @@ class TritonServer:
                 except psutil.NoSuchProcess:
                     pass
             psutil.wait_procs(children, timeout=10)
+            for region in regions:
+                Path("/dev/shm", region).unlink(missing_ok=True)
 
     def pause(self) -> None:
         assert self.proc is not None
