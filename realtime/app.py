@@ -134,7 +134,8 @@ class Camera:
     report: Path | None = None
     error: str | None = None  # could not be opened (file): skipped
     pipeline: Any = None
-    extra: dict = field(default_factory=dict)
+    video_factory: Callable[[float, tuple[int, int]], Any] | None = None  # --save for a camera not up yet
+    early_events: list[dict] = field(default_factory=list)  # source events from before its pipeline existed
 
 
 def _is_dir_target(path: str) -> bool:
@@ -185,7 +186,7 @@ def _open_outputs(settings: RunSettings, cameras: list[Camera], engine_name: str
                 cam.video = VideoFileSink(path, cam.source.fps, cam.source.size)
                 to_close.append(cam.video)
             else:  # a live camera that is not up yet: the writer is made at its first frame
-                cam.extra["video_factory"] = lambda fps, size, path=path: _late_video(path, fps, size, to_close)
+                cam.video_factory = lambda fps, size, path=path: _late_video(path, fps, size, to_close)
     if settings.report:
         _prepare_dir(Path(settings.report), "report")
         for cam in cameras:
@@ -221,7 +222,7 @@ def _route_source_event(cam: Camera, event: dict) -> None:
     start reports "lost" from its capture thread at once) is kept for it, not dropped."""
     with _EARLY_EVENTS_LOCK:
         if cam.pipeline is None:
-            cam.extra.setdefault("early_events", []).append(event)
+            cam.early_events.append(event)
             return
     cam.pipeline.on_source_event(event)
 
@@ -305,12 +306,13 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
             listeners = listeners_for(cam.settings.name) if listeners_for else ()
             pipeline = CameraPipeline(
                 cam.source, Analyzer(estimator, classifier, reps, smoother), name=cam.settings.name,
-                events=cam.events, video=cam.video, video_factory=cam.extra.get("video_factory"),
+                events=cam.events, video=cam.video, video_factory=cam.video_factory,
                 listeners=listeners, max_frames=settings.max_frames, on_start=engine.attach, on_stop=engine.detach,
             )
             with _EARLY_EVENTS_LOCK:  # events from before the pipeline existed go first, in order
-                for event in cam.extra.pop("early_events", ()):
+                for event in cam.early_events:
                     pipeline.on_source_event(event)
+                cam.early_events.clear()
                 cam.pipeline = pipeline
             pipelines.append(cam.pipeline)
         runner = MultiPipeline(pipelines, screen=screen, dashboard=dashboard, engine=engine, stop_event=stop)
