@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import secrets
 import socket
 import sys
 import threading
@@ -114,6 +113,7 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
     from realtime.app import install_stop_signals, run, validate
     from realtime.store import SetRecorder, open_store
     from realtime.web.app import _is_loopback, create_app, start_server
+    from realtime.web.auth import new_token
     from realtime.web.hub import LiveHub
 
     validate(settings)
@@ -124,7 +124,7 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
         raise RealtimeError("--token must be at least 16 characters")
     generated = False
     if token is None and not _is_loopback(args.host):
-        token, generated = secrets.token_urlsafe(24), True
+        token, generated = new_token(), True
     if args.set_rest <= 0:
         raise RealtimeError("--set-rest must be more than 0 seconds")
     store = open_store(args.db)
