@@ -5,15 +5,17 @@ Real clips (looped into a temporary file with ffmpeg ``-stream_loop``, stream co
 repository) are served as 4 ``--realtime`` cameras. After a warm-up, three windows in one run:
 
   A1  no viewers for ``--baseline`` seconds;
-  B   ``--viewers`` HTTP clients on 127.0.0.1 (httpx, asyncio), each watching every camera's MJPEG stream and the SSE
-      channel, for ``--seconds``; plus one client that asks for a stream and then stops reading (stalled socket);
+  B   ``--viewers`` HTTP clients on 127.0.0.1 (httpx, asyncio), each watching what the camera wall shows (every
+      camera's tile-size MJPEG stream and the SSE channel), for ``--seconds``; plus one client that asks for a
+      full-size stream and then stops reading (stalled socket);
   A2  no viewers again.
 
 The analyzer's fps per camera comes from the ``/metrics`` counters (``realtime_camera_frames_processed``) sampled
 every second; the server's RSS and CPU time from psutil. Reported: fps per camera and window, the ratio
 B / mean(A1, A2) (goal > 0.9), RSS over time (flat?), what the viewers received, and when the stalled client was
-dropped and what the cameras did meanwhile. The clients run on the same machine as the server: their CPU time is
-reported beside the server's.
+dropped and what the cameras did meanwhile. The clients run on the same machine as the server, standing in for
+browsers on other machines: by default at idle CPU priority (``--client-priority normal`` to let them compete with
+the analyzer); their CPU time is reported beside the server's.
 
     python bench/web_load.py [--seconds 120] [--baseline 60] [--viewers 20] [--serve-arg=--stream-fps=5 ...]
                              [--json out/web_load.json]
@@ -112,8 +114,10 @@ class Sample:
     video_clients: float
     event_clients: float
     dropped_clients: float
-    rss_mb: float
-    server_cpu_s: float
+    rss_mb: float  # the analyzer's process
+    web_rss_mb: float  # its web process (0 when serving runs in the analyzer's process)
+    server_cpu_s: float  # both
+    web_cpu_s: float  # the web process alone
     bench_cpu_s: float  # this process: the clients (and the sampler)
 
 
@@ -147,8 +151,18 @@ class Sampler(threading.Thread):
                     dropped = s.value
         cpu = self.server.cpu_times()
         mine = self.me.cpu_times()
+        web_rss = web_cpu = 0.0
+        for child in self.server.children(recursive=True):
+            try:
+                child_cpu = child.cpu_times()
+                web_cpu += child_cpu.user + child_cpu.system
+                if "spawn_main" in " ".join(child.cmdline()):
+                    web_rss += child.memory_info().rss / 2**20
+            except psutil.Error:
+                pass
         return Sample(time.monotonic(), frames, encoded, clients["video"], clients["events"], dropped,
-                      self.server.memory_info().rss / 2**20, cpu.user + cpu.system, mine.user + mine.system)
+                      self.server.memory_info().rss / 2**20, web_rss,
+                      cpu.user + cpu.system + web_cpu, web_cpu, mine.user + mine.system)
 
     def run(self) -> None:
         with httpx.Client(timeout=10.0) as client:
@@ -184,9 +198,11 @@ def rates(samples: list[Sample]) -> dict:
         "fps_mean": round(statistics.fmean(fps.values()), 2),
         "encoded_per_s": round(sum(b.encoded[c] - a.encoded.get(c, 0.0) for c in b.encoded) / dt, 1),
         "server_cores": round((b.server_cpu_s - a.server_cpu_s) / dt, 2),
+        "web_cores": round((b.web_cpu_s - a.web_cpu_s) / dt, 2),
         "client_cores": round((b.bench_cpu_s - a.bench_cpu_s) / dt, 2),
         "rss_mb": [round(a.rss_mb, 1), round(b.rss_mb, 1)],
         "rss_max_mb": round(max(s.rss_mb for s in samples), 1),
+        "web_rss_mb": [round(a.web_rss_mb, 1), round(b.web_rss_mb, 1)],
     }
 
 
@@ -226,13 +242,13 @@ async def watch(client: httpx.AsyncClient, url: str, stats: StreamStats, deadlin
 
 
 async def viewer(url: str, cameras: list[str], deadline: float) -> list[StreamStats]:
-    """One browser: every camera's MJPEG stream plus the SSE channel."""
+    """One browser on the camera wall: every camera's tile-size MJPEG stream (as wall.js asks) plus the SSE channel."""
     streams = [StreamStats("video", c) for c in cameras] + [StreamStats("events", None)]
     limits = httpx.Limits(max_connections=len(streams) + 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0, connect=10.0)) as client:
         await asyncio.gather(*(
-            watch(client, f"{url}/api/cameras/{s.camera}/stream.mjpeg" if s.kind == "video" else f"{url}/api/events",
-                  s, deadline) for s in streams))
+            watch(client, f"{url}/api/cameras/{s.camera}/stream.mjpeg?size=tile" if s.kind == "video"
+                  else f"{url}/api/events", s, deadline) for s in streams))
     return streams
 
 
@@ -264,6 +280,7 @@ class Report:
     command: str
     cameras: dict[str, str]
     viewers: int
+    client_priority: str = "normal"
     windows: dict = field(default_factory=dict)
     ratio: dict = field(default_factory=dict)
     viewer_streams: dict = field(default_factory=dict)
@@ -286,6 +303,8 @@ def wait_until(what: str, check, timeout: float, proc: subprocess.Popen) -> None
 
 
 def run(args: argparse.Namespace, work: Path) -> Report:
+    from realtime.web.process import lower_priority
+
     cameras = {name: DATA / rel for name, rel in CLIPS.items()}
     for path in cameras.values():
         if not path.exists():
@@ -294,7 +313,9 @@ def run(args: argparse.Namespace, work: Path) -> Report:
     looped = {name: loop_clip(path, work / f"{name}.mp4", total) for name, path in cameras.items()}
     log.info("looped clips ready (%.0f s each)", total)
     proc, url = start_serve(looped, work / "gym.sqlite", work / "serve.log", tuple(args.serve_arg))
-    report = Report(" ".join([Path(sys.executable).name, *sys.argv]), {n: CLIPS[n] for n in cameras}, args.viewers)
+    lower_priority(args.client_priority)  # this process only (its threads start below); serve started as usual
+    report = Report(" ".join([Path(sys.executable).name, *sys.argv]), {n: CLIPS[n] for n in cameras}, args.viewers,
+                    args.client_priority)
     sampler = Sampler(url, proc.pid)
     stalled: StalledClient | None = None
     try:
@@ -373,19 +394,22 @@ def run(args: argparse.Namespace, work: Path) -> Report:
     run_samples = sampler.window(first, last)
     report.rss = {"start_mb": round(run_samples[0].rss_mb, 1), "end_mb": round(run_samples[-1].rss_mb, 1),
                   "max_mb": round(max(s.rss_mb for s in run_samples), 1),
-                  "per_30s_mb": [round(s.rss_mb, 1) for s in run_samples[::30]]}
+                  "per_30s_mb": [round(s.rss_mb, 1) for s in run_samples[::30]],
+                  "web_per_30s_mb": [round(s.web_rss_mb, 1) for s in run_samples[::30]]}
     report.sampler_errors = sampler.errors
     report.samples = [asdict(s) | {"t": round(s.t - first, 2)} for s in all_samples]
     return report
 
 
 def print_report(r: Report) -> None:
-    print(f"cameras: {', '.join(f'{n} ({p})' for n, p in r.cameras.items())}; viewers: {r.viewers}")
-    print("| window | s | fps per camera | mean fps | JPEG/s | server cores | client cores | RSS MB (start, end) |")
+    print(f"cameras: {', '.join(f'{n} ({p})' for n, p in r.cameras.items())}; viewers: {r.viewers} "
+          f"(client priority: {r.client_priority})")
+    print("| window | s | fps per camera | mean fps | JPEG/s | server cores (web process) | client cores | "
+          "analyzer RSS MB (start, end) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, w in r.windows.items():
         fps = ", ".join(f"{v:.1f}" for v in w["fps"].values())
-        print(f"| {name} | {w['seconds']} | {fps} | {w['fps_mean']} | {w['encoded_per_s']} | {w['server_cores']} | "
+        print(f"| {name} | {w['seconds']} | {fps} | {w['fps_mean']} | {w['encoded_per_s']} | {w['server_cores']} ({w['web_cores']}) | "
               f"{w['client_cores']} | {w['rss_mb'][0]} → {w['rss_mb'][1]} |")
     print(f"fps ratio B / mean(A1, A2): {r.ratio['mean']} (per camera {r.ratio['per_camera']}); goal > 0.9: "
           f"{'met' if r.ratio['mean'] > 0.9 else 'NOT met'}")
@@ -395,8 +419,8 @@ def print_report(r: Report) -> None:
           f"{v['sse_messages_per_s_per_client']} SSE messages/s per client, {v['received_mb_per_s']} MB/s in all, "
           f"errors: {v['errors'] or 'none'}")
     print(f"stalled client: {r.stalled}")
-    print(f"server RSS: {r.rss['start_mb']} → {r.rss['end_mb']} MB (max {r.rss['max_mb']}); every 30 s: "
-          f"{r.rss['per_30s_mb']}")
+    print(f"analyzer RSS: {r.rss['start_mb']} → {r.rss['end_mb']} MB (max {r.rss['max_mb']}); every 30 s: "
+          f"{r.rss['per_30s_mb']}; web process RSS every 30 s: {r.rss['web_per_30s_mb']}")
     print(f"serve exit code: {r.serve_exit}; sampler errors: {r.sampler_errors}")
 
 
@@ -411,6 +435,10 @@ def main() -> None:
     p.add_argument("--viewers", type=int, default=20, help="HTTP clients, each on every camera + SSE (default 20)")
     p.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for serve, e.g. --serve-arg=--stream-fps=5 (repeat for several)")
+    p.add_argument("--client-priority", choices=("idle", "low", "normal"), default="idle",
+                   help="CPU priority of the clients (and the sampler): they stand in for browsers on other machines, "
+                   "so by default they run at idle priority (SCHED_IDLE) and take only CPU time nothing else wants; "
+                   "normal: compete with the analyzer as equals (the worst case of clients on the same machine)")
     p.add_argument("--json", type=Path, default=None, help="write the whole record (with every sample) here")
     add_verbose_argument(p)
     args = p.parse_args()

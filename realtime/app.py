@@ -308,6 +308,7 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
                 cam.source, Analyzer(estimator, classifier, reps, smoother), name=cam.settings.name,
                 events=cam.events, video=cam.video, video_factory=cam.video_factory,
                 listeners=listeners, max_frames=settings.max_frames, on_start=engine.attach, on_stop=engine.detach,
+                draw=screen is not None,  # else only for a video (--save) or a web viewer: never for nobody
             )
             with _EARLY_EVENTS_LOCK:  # events from before the pipeline existed go first, in order
                 for event in cam.early_events:

@@ -139,7 +139,14 @@ class RunOutcome:
 class FrameListener(Protocol):
     """An extra output fed by a camera's output thread (web hub, database): must be quick and never raise."""
 
-    def frame(self, result: FrameResult, image: np.ndarray | None, snapshot: StatsSnapshot) -> None: ...
+    def wants_image(self) -> bool:
+        """Whether the next ``frame`` call needs the overlay image (it is drawn only if something needs it)."""
+        ...
+
+    def frame(self, result: FrameResult, image: np.ndarray | None, snapshot: StatsSnapshot) -> None:
+        """One processed frame; ``image`` is the overlay, or None when no output asked for it."""
+        ...
+
     def event(self, record: dict) -> None: ...
 
 
@@ -261,10 +268,13 @@ class CameraPipeline:
         t = time.perf_counter()
         image = result.frame.image
         status = "reconnecting" if self.source.state == "reconnecting" else None
-        if self.draw or self.listeners:
+        # drawn for the window or the video, or for a viewer of the web view (only while someone watches)
+        if self.draw or any(listener.wants_image() for listener in self.listeners):
             image = draw_overlay(image, result, self.stats.fps_out(), self._dropped(), source_status=status)
             self.latest_overlay = image
             self.stats.add("draw", (time.perf_counter() - t) * 1000)
+        else:
+            image = None
         self._pose_server_event(result)
         t = time.perf_counter()
         if self.listeners:  # first: the database commits a rep before its event line is written

@@ -1,8 +1,9 @@
-"""``run_live.py serve``: the multi-camera analyzer and the web view in one process, sets and reps in a database.
+"""``run_live.py serve``: the multi-camera analyzer and the web view in one command, sets and reps in a database.
 
 Per camera a ``WebFeed`` (a pipeline listener on the camera's output thread) commits each finished rep to the
-database first, then shows it: a rep on the page is a rep on disk. The web server (uvicorn) runs on its own thread
-and keeps serving the live view and the history after file cameras end, until Ctrl-C / SIGTERM.
+database first, then shows it: a rep on the page is a rep on disk. The web server (uvicorn) runs in a process of its
+own at a lower CPU priority (``realtime.web.process``), fed through a queue and shared memory, and keeps serving the
+live view and the history after file cameras end, until Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import socket
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from realtime.errors import RealtimeError
 from realtime.settings import RunSettings
 from realtime.sources.urls import parse_source
+
+if TYPE_CHECKING:
+    from realtime.web.hub import LivePublisher
 
 log = logging.getLogger("realtime")
 
@@ -34,7 +39,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     web.add_argument("--set-rest", type=float, default=60.0, metavar="SECONDS",
                      help="a set closes after this long without a rep (or when the exercise changes)")
     web.add_argument("--stream-fps", type=float, default=10.0, help="most frames per second sent to each viewer")
-    web.add_argument("--stream-width", type=int, default=960, help="widest frame sent to viewers, pixels")
+    web.add_argument("--stream-width", type=int, default=960,
+                     help="longest side of the frames sent to a viewer of one camera, pixels")
+    web.add_argument("--tile-width", type=int, default=640,
+                     help="longest side of the frames sent to the camera wall's tiles, pixels")
+    web.add_argument("--web-priority", choices=("idle", "low", "normal"), default="idle",
+                     help="CPU priority of the web server's own process: idle (default) uses only CPU time the "
+                     "cameras leave, so on a busy machine viewers get fewer frames rather than the cameras; low is "
+                     "nice 10")
     web.add_argument("--exit-when-done", action="store_true",
                      help="stop serving once every camera has ended (file cameras; for scripts and tests)")
 
@@ -42,7 +54,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 class WebFeed:
     """One camera's results into the database (reps, sets) and the live hub (state, overlay frames, events)."""
 
-    def __init__(self, camera: str, hub, recorder=None, engine=None) -> None:
+    def __init__(self, camera: str, hub: LivePublisher, recorder=None, engine=None) -> None:
         self.camera = camera
         self.hub = hub
         self.recorder = recorder
@@ -59,6 +71,9 @@ class WebFeed:
                     self.failed = f"database: {exc}"
                     log.error("camera %s: cannot record a rep in the database: %s", self.camera, exc)
         self.hub.publish_rep(self.camera, {**rep, "camera": self.camera})
+
+    def wants_image(self) -> bool:
+        return self.hub.wants_frame(self.camera)
 
     def frame(self, result, image, snapshot) -> None:
         if result.new_rep is not None:
@@ -112,9 +127,9 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
 
     from realtime.app import install_stop_signals, run, validate
     from realtime.store import SetRecorder, open_store
-    from realtime.web.app import _is_loopback, create_app, start_server
+    from realtime.web.app import _is_loopback
     from realtime.web.auth import new_token
-    from realtime.web.hub import LiveHub
+    from realtime.web.process import WebConfig, WebProcess
 
     validate(settings)
     for cam in settings.cameras:
@@ -133,16 +148,16 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
         log.warning("%d set(s) left open by an earlier run were closed as interrupted", interrupted)
     names = [c.name for c in settings.cameras]
     # Camera URLs (and any credentials in them) must never reach a browser: the hub scrubs them from what it sends.
-    hub = LiveHub(names, max_fps=args.stream_fps, max_width=args.stream_width,
-                  redact=[c.source for c in settings.cameras])
-    server = None
+    web = WebProcess(WebConfig(
+        tuple(names), host=args.host, port=args.port, token=token, db_url=args.db, max_fps=args.stream_fps,
+        max_width=args.stream_width, tile_width=args.tile_width, redact=tuple(c.source for c in settings.cameras),
+        priority=args.web_priority, verbose=getattr(args, "verbose", 0)))
     stop = threading.Event()
     install_stop_signals(stop)
     host = socket.gethostname()
     recorders = {name: SetRecorder(store, name, host=host, rest_s=args.set_rest) for name in names}
     try:
-        server = start_server(create_app(hub, store, token=token), args.host, args.port)
-        url = server.url
+        url = web.start()
         print(f"serving {url}" + (f"  (token: {token})" if generated else ""), flush=True)
         if generated:
             print("the token is printed only this once; open "
@@ -150,18 +165,20 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
         engine_holder: dict = {}
 
         def listeners_for(name: str) -> tuple:
-            return (WebFeed(name, hub, recorders[name], engine_holder.get("engine") if name == names[0] else None),)
+            return (WebFeed(name, web, recorders[name], engine_holder.get("engine") if name == names[0] else None),)
 
         settings = dataclasses.replace(settings, headless=True, dashboard=False)
         code = run(settings, stop=stop, listeners_for=listeners_for,
                    on_engine=lambda engine: engine_holder.update(engine=engine), install_signals=False)
         for name, recorder in recorders.items():  # the cameras ended: their open sets are finished
             recorder.close("done")
-            hub.publish_state(name, {**hub.state(name), "state": "ended"})
+            web.publish_state(name, {**web.state(name), "state": "ended"})
         if not args.exit_when_done:
             log.warning("every camera has ended; still serving %s (Ctrl-C to stop)", url)
             while not stop.wait(0.5):
-                pass
+                if not web.alive:
+                    log.error("the web server process ended (exit code %s)", web.exitcode)
+                    return 1
         return code
     finally:
         for recorder in recorders.values():
@@ -169,8 +186,5 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
                 recorder.close("done" if stop.is_set() or args.exit_when_done else "interrupted")
             except Exception:  # noqa: BLE001 - closing must not mask the real error
                 log.exception("closing a set failed")
-        if server is not None:
-            server.stop()
-        hub.close()
+        web.stop()
         store.close()
-

@@ -119,3 +119,33 @@ def test_source_events_reach_the_log_and_reset_tracking(tmp_path):
     states = [x["state"] for x in lines if x["type"] == "source"]
     assert states == ["lost", "back"]
     assert estimator.resets == 1
+
+
+class _Viewer:
+    """A web-view listener that wants the overlay only for every third frame (someone watches at a capped rate)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.images: list[np.ndarray | None] = []
+
+    def wants_image(self) -> bool:
+        return self.calls % 3 == 0
+
+    def frame(self, result, image, snapshot) -> None:
+        self.calls += 1
+        self.images.append(image)
+
+    def event(self, record: dict) -> None:
+        pass
+
+
+def test_the_overlay_is_drawn_only_for_an_output_that_wants_it():
+    viewer = _Viewer()
+    source = SyntheticSource(_frames(12), fps=30, live=False, loop=False)
+    analyzer = Analyzer(FakeEstimator(), FakeClassifier(), FakeReps())
+    outcome = Pipeline(source, analyzer, draw=False, listeners=(viewer,)).run()
+    assert outcome.frames_processed == 12 and viewer.calls == 12
+    drawn = [i for i, image in enumerate(viewer.images) if image is not None]
+    assert drawn == [0, 3, 6, 9]
+    assert all(viewer.images[i].shape == (240, 320, 3) for i in drawn)
+    assert analyzer.stats.stages()["draw"].count == 4  # no drawing for the frames nobody looked at

@@ -42,6 +42,7 @@ SetId = Annotated[int, Path(ge=1, le=MAX_SET_ID)]
 CameraQuery = Annotated[str | None, Query(max_length=128)]
 TimeQuery = Annotated[str | None, Query(max_length=40)]
 LimitQuery = Annotated[int, Query(ge=1, le=5000)]
+SizeQuery = Annotated[str, Query(pattern="^(full|tile)$")]
 
 
 def parse_time(name: str, value: str | None) -> float | None:
@@ -149,9 +150,9 @@ def create_app(
         return JSONResponse(body, headers=NO_STORE)
 
     @app.get("/api/cameras/{name}/stream.mjpeg")
-    async def stream(name: CameraName) -> PushStream:
+    async def stream(name: CameraName, size: SizeQuery = "full") -> PushStream:
         need_camera(name)
-        sub = hub.subscribe_frames(name)
+        sub = hub.subscribe_frames(name, size)
         return PushStream(
             mjpeg_chunks(hub, sub), f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             on_close=lambda stalled: hub.unsubscribe(sub, stalled=stalled), send_timeout_s=send_timeout_s,

@@ -3,8 +3,9 @@
 The analyzer calls ``publish_*`` from its camera threads; every call only stores a reference, bumps a counter and, at
 most once per pending wake-up, schedules a wake-up on a client's event loop, so it never waits for a client.
 Frames are JPEG-encoded on the hub's encoder thread, only for cameras somebody watches, at most ``max_fps`` per
-camera, downscaled to ``max_width``; one encoded frame is shared by all viewers of that camera. Each client has a
-bounded queue that drops its oldest entry when the client falls behind.
+camera, in two sizes: ``full`` (longer side ``max_width``, one camera large) and ``tile`` (``tile_width``, the
+wall), each only while somebody watches it; one encoded frame is shared by all viewers of that camera and size. Each
+client has a bounded queue that drops its oldest entry when the client falls behind.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -29,6 +30,18 @@ _URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s'\"<>]+")
 BOUNDARY = "frame"
 
 
+class LivePublisher(Protocol):
+    """What the analyzer publishes into: a ``LiveHub`` in the same process, or ``WebProcess`` for one of its own."""
+
+    def publish_state(self, camera: str, state: dict) -> None: ...
+    def state(self, camera: str) -> dict: ...
+    def publish_rep(self, camera: str, rep: dict) -> None: ...
+    def publish_event(self, camera: str, event: dict) -> None: ...
+    def publish_engine(self, figures: dict) -> None: ...
+    def publish_frame(self, camera: str, image_bgr: np.ndarray) -> None: ...
+    def wants_frame(self, camera: str) -> bool: ...
+
+
 def sse_message(kind: str, payload: Any) -> bytes:
     """One Server-Sent Events message (``event: kind`` + one JSON data line)."""
     return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'), allow_nan=False)}\n\n".encode()
@@ -37,9 +50,11 @@ def sse_message(kind: str, payload: Any) -> bytes:
 class Subscriber:
     """One web client: a bounded queue filled from any thread, drained on the client's asyncio loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, maxlen: int, camera: str | None = None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxlen: int, camera: str | None = None,
+                 size: str = "full") -> None:
         self.loop = loop
         self.camera = camera
+        self.size = size  # video: "full" (one camera large) or "tile" (the wall)
         self.queue: deque[bytes] = deque(maxlen=maxlen)
         self.event = asyncio.Event()
         self.wake_pending = False
@@ -95,8 +110,8 @@ class _Camera:
     next_frame_due: float = 0.0
     frames_encoded: int = 0
     frames_skipped: int = 0  # offered to the encoder but replaced by a newer one before it was encoded
-    last_part: bytes | None = None  # latest multipart MJPEG part (headers + JPEG + next boundary)
-    last_jpeg: bytes | None = None
+    last_part: dict[str, bytes] = field(default_factory=dict)  # size -> latest MJPEG part (headers, JPEG, boundary)
+    last_jpeg: dict[str, bytes] = field(default_factory=dict)  # size -> latest JPEG
 
 
 class LiveHub:
@@ -108,16 +123,18 @@ class LiveHub:
         *,
         max_fps: float = 10.0,
         max_width: int = 960,
+        tile_width: int = 640,
         jpeg_quality: int = 75,
         push_hz: float = 10.0,
         client_queue: int = 256,
         redact: Iterable[str] = (),
         encoder_threads: int = 1,
     ) -> None:
-        if max_fps <= 0 or max_width < 16 or not 1 <= jpeg_quality <= 100 or push_hz <= 0:
-            raise ValueError("max_fps and push_hz must be > 0, max_width >= 16, jpeg_quality in 1..100")
+        if max_fps <= 0 or min(max_width, tile_width) < 16 or not 1 <= jpeg_quality <= 100 or push_hz <= 0:
+            raise ValueError("max_fps and push_hz must be > 0, max_width and tile_width >= 16, jpeg_quality in 1..100")
         self.max_fps = float(max_fps)
         self.max_width = int(max_width)
+        self.sides = {"full": self.max_width, "tile": min(int(tile_width), self.max_width)}  # longer side, pixels
         self.jpeg_quality = int(jpeg_quality)
         self.push_interval = 1.0 / float(push_hz)
         self.client_queue = int(client_queue)
@@ -153,21 +170,31 @@ class LiveHub:
             if sub.camera is None or sub.camera == camera:
                 sub.wake()
 
-    def publish_frame(self, camera: str, image_bgr: np.ndarray) -> None:
-        """Offer the latest overlay frame; encoded only while someone watches, at most ``max_fps``."""
+    def wants_frame(self, camera: str) -> bool:
+        """Whether ``publish_frame`` would take a frame of ``camera`` now (someone watches and one is due)."""
+        cam = self._cams.get(camera)
+        return cam is not None and bool(cam.watchers) and not self._closed and time.monotonic() >= cam.next_frame_due
+
+    def publish_frame(self, camera: str, image_bgr: np.ndarray, *, copy: bool = True, paced: bool = False) -> None:
+        """Offer the latest overlay frame; encoded only while someone watches, at most ``max_fps``.
+
+        ``copy=False``: the image is the caller's to give away; ``paced=True``: the sender already keeps to
+        ``max_fps`` (the web process's relay), so a frame that comes a little early is not skipped."""
         cam = self._cams.get(camera)
         if cam is None or not cam.watchers or self._closed:
             return
-        now = time.monotonic()
-        if now < cam.next_frame_due:
-            return
-        period = 1.0 / self.max_fps
-        cam.next_frame_due = (now if now - cam.next_frame_due > period else cam.next_frame_due) + period
-        copy = np.array(image_bgr, copy=True)  # the caller may reuse its buffer; shrunk on the encoder thread
+        if not paced:
+            now = time.monotonic()
+            if now < cam.next_frame_due:
+                return
+            period = 1.0 / self.max_fps
+            cam.next_frame_due = (now if now - cam.next_frame_due > period else cam.next_frame_due) + period
+        # the caller may reuse its buffer; shrunk on the encoder thread
+        image = np.array(image_bgr, copy=True) if copy else image_bgr
         with self._cond:
             if camera in self._pending:
                 cam.frames_skipped += 1
-            self._pending[camera] = copy
+            self._pending[camera] = image
             self._cond.notify()
         if not self._encoders:
             self._start_encoders()
@@ -249,8 +276,24 @@ class LiveHub:
     def engine(self) -> dict:
         return dict(self._engine)
 
+    def viewers(self, camera: str) -> int:
+        """Open video streams of ``camera``."""
+        cam = self._cams.get(camera)
+        return 0 if cam is None else len(cam.watchers)
+
+    def wanted_side(self, camera: str) -> int:
+        """Longer side (pixels) of the frames ``camera``'s viewers need now: 0 when nobody watches, the tile size
+        when only the wall does, else ``max_width``."""
+        cam = self._cams.get(camera)
+        sizes = {sub.size for sub in cam.watchers} if cam is not None else set()
+        return max((self.sides[size] for size in sizes), default=0)
+
     def latest_jpeg(self, camera: str) -> bytes | None:
-        return self._cams[camera].last_jpeg
+        jpegs = self._cams[camera].last_jpeg
+        return jpegs.get("full") or jpegs.get("tile")
+
+    def latest_part(self, camera: str, size: str) -> bytes | None:
+        return self._cams[camera].last_part.get(size)
 
     def stats(self) -> dict:
         """Web-side counters (for /metrics and tests)."""
@@ -273,9 +316,11 @@ class LiveHub:
         return [(name, cam.state, cam.reps_total, cam.frames_encoded) for name, cam in list(self._cams.items())]
 
     # ------------------------------------------------------------------ subscriptions (web server loop)
-    def subscribe_frames(self, camera: str) -> Subscriber:
-        """A viewer of ``camera``'s MJPEG stream (frames get encoded while at least one exists)."""
-        sub = Subscriber(asyncio.get_running_loop(), maxlen=1, camera=camera)
+    def subscribe_frames(self, camera: str, size: str = "full") -> Subscriber:
+        """A viewer of ``camera``'s MJPEG stream, ``full`` or ``tile`` size (frames get encoded while one exists)."""
+        if size not in self.sides:
+            raise ValueError(f"size must be one of {sorted(self.sides)}")
+        sub = Subscriber(asyncio.get_running_loop(), maxlen=1, camera=camera, size=size)
         cam = self._cams[camera]
         with self._lock:
             cam.watchers = (*cam.watchers, sub)
@@ -353,13 +398,15 @@ class LiveHub:
                 self._encoders.append(thread)
                 thread.start()
 
-    def _shrink(self, image: np.ndarray) -> np.ndarray:
-        """Downscale to ``max_width``: bilinear below a factor of 2 (INTER_AREA is ~6x slower there), area above."""
+    @staticmethod
+    def _shrink(image: np.ndarray, side: int) -> np.ndarray:
+        """Longer side down to ``side``: bilinear below a factor of 2 (INTER_AREA is ~6x slower there), area above."""
         h, w = image.shape[:2]
-        if w <= self.max_width:
+        longer = max(h, w)
+        if longer <= side:
             return image
-        size = (self.max_width, max(1, round(h * self.max_width / w)))
-        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR if w < 2 * self.max_width else cv2.INTER_AREA)
+        size = (max(1, round(w * side / longer)), max(1, round(h * side / longer)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR if longer < 2 * side else cv2.INTER_AREA)
 
     def _encode_loop(self) -> None:
         params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
@@ -371,16 +418,21 @@ class LiveHub:
                     return
                 camera = next(iter(self._pending))  # oldest pending camera first: no camera starves
                 image = self._pending.pop(camera)
-            ok, buf = cv2.imencode(".jpg", self._shrink(image), params)
-            if not ok:
-                continue
-            jpeg = buf.tobytes()
-            part = (
-                f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                + jpeg + f"\r\n--{BOUNDARY}\r\n".encode()
-            )
             cam = self._cams[camera]
-            cam.last_jpeg, cam.last_part = jpeg, part
-            cam.frames_encoded += 1
-            for sub in cam.watchers:
-                sub.offer(part)
+            watchers = cam.watchers
+            # largest size first: the tile is shrunk from the full-size frame, not from the camera's
+            for size in sorted({sub.size for sub in watchers}, key=self.sides.get, reverse=True):
+                image = self._shrink(image, self.sides[size])
+                ok, buf = cv2.imencode(".jpg", image, params)
+                if not ok:
+                    continue
+                jpeg = buf.tobytes()
+                part = (
+                    f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                    + jpeg + f"\r\n--{BOUNDARY}\r\n".encode()
+                )
+                cam.last_jpeg[size], cam.last_part[size] = jpeg, part
+                cam.frames_encoded += 1
+                for sub in watchers:
+                    if sub.size == size:
+                        sub.offer(part)

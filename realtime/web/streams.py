@@ -82,8 +82,7 @@ class PushStream(Response):
 async def mjpeg_chunks(hub: LiveHub, sub: Subscriber) -> AsyncIterator[bytes]:
     """multipart/x-mixed-replace body: the latest frame at once (if any), then each newly encoded one."""
     yield f"--{BOUNDARY}\r\n".encode()
-    camera = sub.camera or ""
-    first = hub._cams[camera].last_part
+    first = hub.latest_part(sub.camera or "", sub.size)
     if first is not None:
         yield first
     while not sub.closed:

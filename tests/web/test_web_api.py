@@ -165,6 +165,8 @@ def test_database_down_is_503_not_a_traceback(hub, filled):
         ("/api/" + "a" * 3000, 414),
         ("/api/events?camera=nope", 404),
         ("/api/cameras/nope/stream.mjpeg", 404),
+        ("/api/cameras/rack1/stream.mjpeg?size=huge", 422),
+        ("/api/cameras/rack1/stream.mjpeg?size=" + "t" * 40, 422),
         ("/api/sets.csv?since=%ZZ", 400),
     ],
 )

@@ -210,3 +210,26 @@ def test_configured_source_strings_are_replaced_by_a_placeholder():
     hub.publish_state("a", {"state": "error", "error": "cannot open /srv/cams/rack1.mp4: no such file"})
     assert hub.state("a")["error"] == "cannot open <source>: no such file"
     hub.close()
+
+
+def test_wall_tiles_and_full_size_encoded_apart_longer_side_capped(live_server, fakes):
+    hub = LiveHub(["cam0"], max_fps=20.0, max_width=320, tile_width=120)
+    server = live_server(hub, None)
+    portrait = fakes.synthetic_frame("cam0", 1, 720, 1280)  # 720 wide, 1280 high (a phone held upright)
+    try:
+        sizes = {}
+        for size in ("tile", "full"):
+            with httpx.stream("GET", server.url + f"api/cameras/cam0/stream.mjpeg?size={size}", timeout=5) as response:
+                got = b""
+                for chunk in response.iter_bytes():
+                    got += chunk
+                    if jpeg_parts(got):
+                        break
+                    hub.publish_frame("cam0", portrait)
+                    time.sleep(0.06)
+            image = cv2.imdecode(np.frombuffer(jpeg_parts(got)[0], np.uint8), cv2.IMREAD_COLOR)
+            sizes[size] = image.shape[:2]
+            assert hub.wanted_side("cam0") in (0, hub.sides[size])
+        assert sizes == {"tile": (120, 68), "full": (320, 180)}
+    finally:
+        hub.close()

@@ -109,9 +109,9 @@ async function getJson(path) {
 }
 
 // MJPEG <img> that stops streaming while the page is hidden (frames are encoded only while watched).
-function liveImage(img, name, placeholder) {
-  const src = () => cameraUrl(name, "/stream.mjpeg");
-  const start = () => { img.src = src() + "?t=" + Date.now(); };
+// size "tile" (the wall: smaller frames, less bandwidth per camera) or "full" (one camera large).
+function liveImage(img, name, placeholder, size = "full") {
+  const start = () => { img.src = cameraUrl(name, "/stream.mjpeg") + "?size=" + size + "&t=" + Date.now(); };
   img.addEventListener("load", () => { if (placeholder) placeholder.hidden = true; });
   img.addEventListener("error", () => { if (!document.hidden) setTimeout(start, 2000); });
   document.addEventListener("visibilitychange", () => {

@@ -16,7 +16,7 @@ function makeTile(name) {
       el("div", {class: "last"}, el("span", {class: "label", text: "last rep"}), el("span", {class: "lastrep", text: "–"})),
       el("ul", {class: "cues"}),
       el("div", {class: "meta"})));
-  liveImage(img, name, placeholder);
+  liveImage(img, name, placeholder, "tile");
   tiles.set(name, tile);
   document.getElementById("wall").append(tile);
   setBadge(badge, null);
