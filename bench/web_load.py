@@ -427,6 +427,7 @@ def print_report(r: Report) -> None:
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     from realtime.logs import add_verbose_argument, setup_logging
+    from realtime.web.process import PRIORITIES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=120.0, help="window with viewers (default 120)")
@@ -435,7 +436,7 @@ def main() -> None:
     p.add_argument("--viewers", type=int, default=20, help="HTTP clients, each on every camera + SSE (default 20)")
     p.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for serve, e.g. --serve-arg=--stream-fps=5 (repeat for several)")
-    p.add_argument("--client-priority", choices=("idle", "low", "normal"), default="idle",
+    p.add_argument("--client-priority", choices=PRIORITIES, default="idle",
                    help="CPU priority of the clients (and the sampler): they stand in for browsers on other machines, "
                    "so by default they run at idle priority (SCHED_IDLE) and take only CPU time nothing else wants; "
                    "normal: compete with the analyzer as equals (the worst case of clients on the same machine)")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from realtime.errors import RealtimeError
 from realtime.settings import RunSettings
 from realtime.sources.urls import parse_source
+from realtime.web.process import PRIORITIES
 
 if TYPE_CHECKING:
     from realtime.web.hub import LivePublisher
@@ -43,7 +44,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                      help="longest side of the frames sent to a viewer of one camera, pixels")
     web.add_argument("--tile-width", type=int, default=640,
                      help="longest side of the frames sent to the camera wall's tiles, pixels")
-    web.add_argument("--web-priority", choices=("idle", "low", "normal"), default="idle",
+    web.add_argument("--web-priority", choices=PRIORITIES, default="idle",
                      help="CPU priority of the web server's own process: idle (default) uses only CPU time the "
                      "cameras leave, so on a busy machine viewers get fewer frames rather than the cameras; low is "
                      "nice 10")

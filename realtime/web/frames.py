@@ -10,11 +10,56 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing.context
+import time
 
 import cv2
 import numpy as np
 
 _SEQ, _HEIGHT, _WIDTH, _WANTED = range(4)
+
+
+def fit_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """(height, width) of a ``height`` x ``width`` frame once its longer side is at most ``side``."""
+    longer = max(height, width)
+    if longer <= side:
+        return height, width
+    return max(1, min(side, round(height * side / longer))), max(1, min(side, round(width * side / longer)))
+
+
+def shrink(image: np.ndarray, side: int, out: np.ndarray | None = None) -> np.ndarray:
+    """``image`` with its longer side at most ``side`` (into ``out`` when given, which must have that size):
+    bilinear below a factor of 2 (INTER_AREA is several times slower there and looks the same), area above."""
+    h, w = image.shape[:2]
+    th, tw = fit_size(h, w, side)
+    if (th, tw) == (h, w):
+        if out is None:
+            return image
+        np.copyto(out, image)
+        return out
+    method = cv2.INTER_LINEAR if max(h, w) < 2 * max(th, tw) else cv2.INTER_AREA
+    return cv2.resize(image, (tw, th), dst=out, interpolation=method)
+
+
+class FramePacer:
+    """At most ``fps`` frames per second per key, on a steady beat (a late frame does not push the next one back,
+    unless it is more than one period late)."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps
+        self._due: dict[str, float] = {}  # one writer per key (its camera's thread)
+
+    def due(self, key: str) -> bool:
+        """Whether a frame for ``key`` would be taken now."""
+        return time.monotonic() >= self._due.get(key, 0.0)
+
+    def take(self, key: str) -> bool:
+        """Take a frame for ``key`` if one is due (and book the next), else False."""
+        now = time.monotonic()
+        due = self._due.get(key, 0.0)
+        if now < due:
+            return False
+        self._due[key] = (now if now - due > self.period else due) + self.period
+        return True
 
 
 class FrameSlots:
@@ -42,16 +87,6 @@ class FrameSlots:
         self.__dict__.update(state)
         self._views()
 
-    def shown_size(self, height: int, width: int, side: int | None = None) -> tuple[int, int]:
-        """(height, width) of a ``height`` x ``width`` frame once its longer side is at most ``side`` (at most
-        ``max_side``)."""
-        side = self.max_side if side is None else max(1, min(side, self.max_side))
-        longer = max(height, width)
-        if longer <= side:
-            return height, width
-        scale = side / longer
-        return max(1, min(side, round(height * scale))), max(1, min(side, round(width * scale)))
-
     # ------------------------------------------------------------------ the analyzer's side
     def wanted_side(self, camera: int) -> int:
         """Longer side (pixels) of the frames ``camera``'s viewers need now; 0: nobody watches (set by the web
@@ -63,17 +98,11 @@ class FrameSlots:
         and at most ``max_side``); returns the buffer's new sequence number. One writer per camera."""
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
             raise ValueError(f"expected an H x W x 3 uint8 image, got {image_bgr.shape} {image_bgr.dtype}")
-        h, w = image_bgr.shape[:2]
-        th, tw = self.shown_size(h, w, side)
+        side = self.max_side if side is None else max(1, min(side, self.max_side))
+        th, tw = fit_size(*image_bgr.shape[:2], side)
         head = self._head[camera]
         head[_SEQ] += 1  # odd: a reader that overlaps this write must drop its copy
-        target = self._pixels[camera, : th * tw * 3].reshape(th, tw, 3)
-        if (th, tw) == (h, w):
-            np.copyto(target, image_bgr)
-        else:
-            # bilinear below a factor of 2 (area is several times slower there and looks the same), area above
-            method = cv2.INTER_LINEAR if max(h, w) < 2 * max(th, tw) else cv2.INTER_AREA
-            cv2.resize(image_bgr, (tw, th), dst=target, interpolation=method)
+        shrink(image_bgr, side, out=self._pixels[camera, : th * tw * 3].reshape(th, tw, 3))
         head[_HEIGHT], head[_WIDTH] = th, tw
         head[_SEQ] += 1
         return int(head[_SEQ])

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from realtime.store.jsonable import to_jsonable
+from realtime.web.frames import FramePacer, shrink
 
 STATES = ("starting", "live", "no person", "reconnecting", "pose server unreachable", "ended", "error")
 _URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s'\"<>]+")
@@ -107,7 +108,6 @@ class _Camera:
     events: deque = field(default_factory=lambda: deque(maxlen=50))
     reps_total: int = 0
     watchers: tuple[Subscriber, ...] = ()
-    next_frame_due: float = 0.0
     frames_encoded: int = 0
     frames_skipped: int = 0  # offered to the encoder but replaced by a newer one before it was encoded
     last_part: dict[str, bytes] = field(default_factory=dict)  # size -> latest MJPEG part (headers, JPEG, boundary)
@@ -133,6 +133,7 @@ class LiveHub:
         if max_fps <= 0 or min(max_width, tile_width) < 16 or not 1 <= jpeg_quality <= 100 or push_hz <= 0:
             raise ValueError("max_fps and push_hz must be > 0, max_width and tile_width >= 16, jpeg_quality in 1..100")
         self.max_fps = float(max_fps)
+        self._pacer = FramePacer(self.max_fps)
         self.max_width = int(max_width)
         self.sides = {"full": self.max_width, "tile": min(int(tile_width), self.max_width)}  # longer side, pixels
         self.jpeg_quality = int(jpeg_quality)
@@ -173,7 +174,7 @@ class LiveHub:
     def wants_frame(self, camera: str) -> bool:
         """Whether ``publish_frame`` would take a frame of ``camera`` now (someone watches and one is due)."""
         cam = self._cams.get(camera)
-        return cam is not None and bool(cam.watchers) and not self._closed and time.monotonic() >= cam.next_frame_due
+        return cam is not None and bool(cam.watchers) and not self._closed and self._pacer.due(camera)
 
     def publish_frame(self, camera: str, image_bgr: np.ndarray, *, copy: bool = True, paced: bool = False) -> None:
         """Offer the latest overlay frame; encoded only while someone watches, at most ``max_fps``.
@@ -183,12 +184,8 @@ class LiveHub:
         cam = self._cams.get(camera)
         if cam is None or not cam.watchers or self._closed:
             return
-        if not paced:
-            now = time.monotonic()
-            if now < cam.next_frame_due:
-                return
-            period = 1.0 / self.max_fps
-            cam.next_frame_due = (now if now - cam.next_frame_due > period else cam.next_frame_due) + period
+        if not paced and not self._pacer.take(camera):
+            return
         # the caller may reuse its buffer; shrunk on the encoder thread
         image = np.array(image_bgr, copy=True) if copy else image_bgr
         with self._cond:
@@ -275,11 +272,6 @@ class LiveHub:
 
     def engine(self) -> dict:
         return dict(self._engine)
-
-    def viewers(self, camera: str) -> int:
-        """Open video streams of ``camera``."""
-        cam = self._cams.get(camera)
-        return 0 if cam is None else len(cam.watchers)
 
     def wanted_side(self, camera: str) -> int:
         """Longer side (pixels) of the frames ``camera``'s viewers need now: 0 when nobody watches, the tile size
@@ -398,16 +390,6 @@ class LiveHub:
                 self._encoders.append(thread)
                 thread.start()
 
-    @staticmethod
-    def _shrink(image: np.ndarray, side: int) -> np.ndarray:
-        """Longer side down to ``side``: bilinear below a factor of 2 (INTER_AREA is ~6x slower there), area above."""
-        h, w = image.shape[:2]
-        longer = max(h, w)
-        if longer <= side:
-            return image
-        size = (max(1, round(w * side / longer)), max(1, round(h * side / longer)))
-        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR if longer < 2 * side else cv2.INTER_AREA)
-
     def _encode_loop(self) -> None:
         params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
         while True:
@@ -422,7 +404,7 @@ class LiveHub:
             watchers = cam.watchers
             # largest size first: the tile is shrunk from the full-size frame, not from the camera's
             for size in sorted({sub.size for sub in watchers}, key=self.sides.get, reverse=True):
-                image = self._shrink(image, self.sides[size])
+                image = shrink(image, self.sides[size])
                 ok, buf = cv2.imencode(".jpg", image, params)
                 if not ok:
                     continue

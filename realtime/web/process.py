@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from realtime.errors import RealtimeError
-from realtime.web.frames import FrameSlots
+from realtime.web.frames import FramePacer, FrameSlots
 
 log = logging.getLogger("realtime")
 
@@ -66,8 +66,7 @@ class WebProcess:
         self.slots = FrameSlots(len(config.cameras), config.max_width, self._ctx)
         self._messages = self._ctx.Queue(QUEUE_SIZE)
         self._states: dict[str, dict] = {}
-        self._next_frame_due = [0.0] * len(config.cameras)
-        self._period = 1.0 / config.max_fps
+        self._pacer = FramePacer(config.max_fps)
         self._proc: multiprocessing.process.BaseProcess | None = None
         self.url: str | None = None
         self.messages_dropped = 0
@@ -150,20 +149,14 @@ class WebProcess:
     def wants_frame(self, camera: str) -> bool:
         """Whether ``publish_frame`` would take a frame of ``camera`` now (someone watches and one is due)."""
         index = self._index.get(camera)
-        return (index is not None and self.slots.wanted_side(index) > 0
-                and time.monotonic() >= self._next_frame_due[index])
+        return index is not None and self.slots.wanted_side(index) > 0 and self._pacer.due(camera)
 
     def publish_frame(self, camera: str, image_bgr: np.ndarray) -> None:
         """Offer the latest overlay frame: copied (downscaled) to shared memory only while someone watches."""
         index = self._index.get(camera)
         side = self.slots.wanted_side(index) if index is not None else 0
-        if side <= 0:
+        if side <= 0 or not self._pacer.take(camera):
             return
-        now = time.monotonic()
-        due = self._next_frame_due[index]
-        if now < due:
-            return
-        self._next_frame_due[index] = (now if now - due > self._period else due) + self._period
         try:
             self.slots.write(index, image_bgr, side)
         except ValueError as exc:
@@ -238,9 +231,12 @@ def _relay(config: WebConfig, slots: FrameSlots, messages: Any, hub: Any) -> Non
     """Messages from the analyzer into the hub; the hub's viewer counts back to the analyzer (shared memory)."""
     names = list(config.cameras)
     shown = [0] * len(names)
+    next_sync = 0.0
     while True:
-        for i, name in enumerate(names):  # frames are written only for watched cameras, no larger than needed
-            slots.set_wanted_side(i, hub.wanted_side(name))
+        if time.monotonic() >= next_sync:  # frames are written only for watched cameras, no larger than needed
+            next_sync = time.monotonic() + 0.1
+            for i, name in enumerate(names):
+                slots.set_wanted_side(i, hub.wanted_side(name))
         try:
             message = messages.get(timeout=0.1)
         except queue.Empty:
