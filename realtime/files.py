@@ -1,13 +1,25 @@
-"""File modes: outputs written through a temporary file get the permissions a plain ``open()`` would give.
+"""Where the project keeps its generated files, and their modes.
 
-``tempfile.mkstemp`` and safetensors create files 0600 whatever the umask, so a report or checkpoint meant to be
-shared would be readable by its owner only.
+Outputs written through a temporary file get the permissions a plain ``open()`` would give: ``tempfile.mkstemp``
+and safetensors create files 0600 whatever the umask, so a report or checkpoint meant to be shared would be readable
+by its owner only.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+
+def project_dir(env_var: str, name: str) -> Path:
+    """$``env_var``, else ``name/`` of a source checkout, else ``~/.cache/realtime-gym/name``."""
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env).expanduser()
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").is_file():
+        return repo / name
+    return Path.home() / ".cache" / "realtime-gym" / name
 
 
 def current_umask() -> int:

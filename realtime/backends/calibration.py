@@ -17,13 +17,13 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from realtime.errors import DataError
+from realtime.files import project_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,7 @@ BoxProvider = Callable[[Path, int, np.ndarray], "np.ndarray | None"]
 
 def default_calib_dir() -> Path:
     """$REALTIME_CALIB_DIR, else ``calib/`` of a source checkout, else the user cache."""
-    env = os.environ.get(CALIB_ENV)
-    if env:
-        return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file():
-        return repo / "calib"
-    return Path.home() / ".cache" / "realtime-gym" / "calib"
+    return project_dir(CALIB_ENV, "calib")
 
 
 def frames_dir(calib_dir: Path) -> Path:

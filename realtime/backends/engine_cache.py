@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime.files import honour_umask
+from realtime.files import honour_umask, project_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,7 @@ _SIDECAR_VERSION = 1
 
 def engines_dir() -> Path:
     """Where engines live: $REALTIME_ENGINES_DIR, else ``engines/`` of a source checkout, else the user cache."""
-    env = os.environ.get(ENGINES_ENV)
-    if env:
-        return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file():
-        return repo / "engines"
-    return Path.home() / ".cache" / "realtime-gym" / "engines"
+    return project_dir(ENGINES_ENV, "engines")
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
