@@ -52,6 +52,11 @@ def validate(settings: RunSettings) -> None:
                             "(one NAME.mp4 per camera)")
     if settings.multi and settings.report and Path(settings.report).is_file():
         raise RealtimeError(f"--report {settings.report} is a file: it takes a folder")
+    if settings.workers < 1:
+        raise RealtimeError(f"--workers {settings.workers}: give 1 or more processes")
+    if settings.workers > 1 and settings.multi and settings.events and not _is_dir_target(settings.events):
+        raise RealtimeError(f"--events {settings.events} with --workers: give a folder (--events DIR/), one "
+                            "NAME.jsonl per camera, since each worker process writes its own cameras' logs")
 
 
 def create_engine(settings: RunSettings, cameras: int = 1):
@@ -263,18 +268,36 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
         listeners_for: Callable[[str], tuple] | None = None, on_engine: Callable[[Any], None] | None = None,
         install_signals: bool = True) -> int:
     """Run the analyzer on every camera of ``settings`` until the files end or a stop is asked; returns the exit
-    code. ``listeners_for(camera)`` adds outputs per camera (web view, database)."""
-    from realtime.outputs.sinks import ScreenSink, display_available
-    from realtime.pipeline import Analyzer, CameraPipeline, MultiPipeline, summary_record
-
+    code. ``listeners_for(camera)`` adds outputs per camera (web view, database); with ``--workers`` it is handed
+    to each worker process, so it must pickle (``realtime.serve.ServeListeners`` does)."""
     validate(settings)
     stop = stop or threading.Event()
     if install_signals:
         install_stop_signals(stop)
-    engine = create_engine(settings, len(settings.cameras))
-    log.info("pose: %s (%s)", engine.name, engine.reason)
-    if on_engine is not None:
-        on_engine(engine)
+    if settings.workers > 1 and settings.multi and not settings.in_worker:
+        from realtime.workers import run_in_workers
+
+        summaries, bad_input, failure = run_in_workers(settings, stop, listeners_for, on_engine,
+                                                       create_engine=create_engine, run_cameras=run_cameras)
+    else:
+        engine = create_engine(settings, len(settings.cameras))
+        log.info("pose: %s (%s)", engine.name, engine.reason)
+        if on_engine is not None:
+            on_engine(engine)
+        try:
+            summaries, bad_input, failure = run_cameras(settings, engine, stop, listeners_for)
+        finally:
+            engine.close()
+    return report_run(summaries, settings.multi, bad_input, failure)
+
+
+def run_cameras(settings: RunSettings, engine, stop: threading.Event,
+                listeners_for: Callable[[str], tuple] | None = None) -> tuple[dict[str, dict], bool, bool]:
+    """Open, run and finalise every camera of ``settings`` on ``engine`` (this process's cameras); returns the
+    per-camera summaries and whether any camera had bad input / a run-time failure."""
+    from realtime.outputs.sinks import ScreenSink, display_available
+    from realtime.pipeline import Analyzer, CameraPipeline, MultiPipeline, summary_record
+
     to_close: list = []
     cameras: list[Camera] = []
     try:
@@ -332,11 +355,12 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
                 sink.close()
             except Exception:  # noqa: BLE001 - closing must not mask the real error
                 log.exception("closing %s failed", type(sink).__name__)
-        engine.close()
 
 
-def _finish(settings: RunSettings, cameras: list[Camera], outcomes: dict, engine, summary_record) -> int:
-    """Per camera: end-of-file rep credit, summary line, video and report; then the printed summary and exit code."""
+def _finish(settings: RunSettings, cameras: list[Camera], outcomes: dict, engine, summary_record
+            ) -> tuple[dict[str, dict], bool, bool]:
+    """Per camera: end-of-file rep credit, summary line, video and report; returns (summaries, bad input,
+    failure)."""
     from realtime.sources.urls import redact
 
     bad_input = failure = False
@@ -399,11 +423,16 @@ def _finish(settings: RunSettings, cameras: list[Camera], outcomes: dict, engine
             else:
                 bad_input = True
         estimator.close()
-    _print_summary(summaries, len(settings.cameras) > 1)
-    errors = [(n, s["error"]) for n, s in summaries.items() if s.get("error")]
-    for name, error in errors:
-        prefix = f"{name}: " if len(settings.cameras) > 1 else ""
-        print(f"error: {prefix}{error}", file=sys.stderr)
+    return summaries, bad_input, failure
+
+
+def report_run(summaries: dict[str, dict], multi: bool, bad_input: bool, failure: bool) -> int:
+    """The printed summary (results on stdout, errors one line each on stderr) and the exit code."""
+    _print_summary(summaries, multi)
+    for name, summary in summaries.items():
+        if summary.get("error"):
+            prefix = f"{name}: " if multi else ""
+            print(f"error: {prefix}{summary['error']}", file=sys.stderr)
     if bad_input:
         return EXIT_BAD_INPUT
     return EXIT_FAILURE if failure else EXIT_OK

@@ -58,6 +58,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                       help="several cameras: most person crops the shared ViTPose engine runs in one batch")
     pose.add_argument("--max-wait-ms", type=float, default=4.0, metavar="MS",
                       help="several cameras: how long the first crop may wait for other cameras' crops")
+    pose.add_argument("--workers", type=int, default=1, metavar="W",
+                      help="several cameras: run them in W worker processes around the one pose engine (ViTPose "
+                      "stays in this process, batched for all; BlazePose and Triton clients run in each worker). "
+                      "Per-camera work beyond ~8 cameras exceeds one Python process; default 1")
     pose.add_argument("--triton-url", default=None, metavar="grpc://HOST:8001",
                       help="with --backend triton: the Triton Inference Server serving ViTPose")
     pose.add_argument("--triton-model", default=None, metavar="NAME",
@@ -93,6 +97,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                        "pipeline, for each N given; reports the most cameras that hold 30 fps")
     bench.add_argument("--stream-seconds", type=float, default=20.0, metavar="S",
                        help="with --streams: how long each N runs")
+    bench.add_argument("--bench-no-overlay", action="store_true",
+                       help="with --streams: draw no overlay (as a camera nobody watches in `serve`, or a run without "
+                       "window or --save); by default every frame is drawn, as for a window or --save")
 
 
 def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:

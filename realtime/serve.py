@@ -55,11 +55,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 class WebFeed:
     """One camera's results into the database (reps, sets) and the live hub (state, overlay frames, events)."""
 
-    def __init__(self, camera: str, hub: LivePublisher, recorder=None, engine=None) -> None:
+    def __init__(self, camera: str, hub: LivePublisher, recorder=None) -> None:
         self.camera = camera
         self.hub = hub
         self.recorder = recorder
-        self.engine = engine  # publishes the shared engine's figures (one feed does)
         self._last_tick = 0.0
         self.failed: str | None = None
 
@@ -87,10 +86,6 @@ class WebFeed:
                     self.recorder.tick(now)
                 except Exception:  # noqa: BLE001 - reported by on_rep's path
                     pass
-            if self.engine is not None and (stats := self.engine.batch_stats()) is not None:
-                self.hub.publish_engine({"batches": stats.batches, "batch_size": round(stats.mean_batch, 3),
-                                         "max_batch": stats.max_batch, "latency_ms": round(stats.network_p50_ms, 3),
-                                         "latency_p95_ms": round(stats.network_p95_ms, 3)})
         last = result.last_rep
         self.hub.publish_state(self.camera, {
             "camera": self.camera,
@@ -118,6 +113,62 @@ class WebFeed:
                 self.hub.publish_state(self.camera, {**self.hub.state(self.camera), "state": record["state"]})
 
 
+class ServeListeners:
+    """``listeners_for`` of ``serve``: per camera a ``WebFeed`` into the web process and a ``SetRecorder`` on the
+    store. Picklable, so that with ``--workers`` each camera worker opens its own database connection and publishes
+    its own cameras (``open`` / ``close`` there; in a single process ``run_serve`` calls them)."""
+
+    def __init__(self, publisher: LivePublisher, db_url: str, set_rest: float, host: str) -> None:
+        self.publisher = publisher
+        self.db_url = db_url
+        self.set_rest = set_rest
+        self.host = host
+        self._store = None
+        self.recorders: dict = {}
+
+    def __getstate__(self) -> dict:
+        return {"publisher": self.publisher, "db_url": self.db_url, "set_rest": self.set_rest, "host": self.host}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def open(self) -> None:
+        from realtime.store import open_store
+
+        if self._store is None:
+            self._store = open_store(self.db_url)
+
+    def __call__(self, camera: str) -> tuple:
+        from realtime.store import SetRecorder
+
+        self.open()
+        recorder = self.recorders.get(camera)
+        if recorder is None:
+            recorder = self.recorders[camera] = SetRecorder(self._store, camera, host=self.host, rest_s=self.set_rest)
+        return (WebFeed(camera, self.publisher, recorder),)
+
+    def close(self, reason: str) -> None:
+        """Finish every open set (``done``, or ``interrupted``) and close the database connection."""
+        for recorder in self.recorders.values():
+            try:
+                recorder.close(reason)
+            except Exception:  # noqa: BLE001 - closing must not mask the real error
+                log.exception("closing a set failed")
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _publish_engine(engine, publisher: LivePublisher, stop: threading.Event) -> None:
+    """The shared engine's batch figures for the page, once a second, from the analyzer's process."""
+    while not stop.wait(1.0):
+        stats = engine.batch_stats()
+        if stats is not None:
+            publisher.publish_engine({"batches": stats.batches, "batch_size": round(stats.mean_batch, 3),
+                                      "max_batch": stats.max_batch, "latency_ms": round(stats.network_p50_ms, 3),
+                                      "latency_p95_ms": round(stats.network_p95_ms, 3)})
+
+
 def _state_name(status: str) -> str:
     return {"ok": "live", "starting": "starting"}.get(status, status)
 
@@ -127,7 +178,7 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
     import dataclasses
 
     from realtime.app import install_stop_signals, run, validate
-    from realtime.store import SetRecorder, open_store
+    from realtime.store import open_store
     from realtime.web.app import _is_loopback
     from realtime.web.auth import new_token
     from realtime.web.process import WebConfig, WebProcess
@@ -155,25 +206,25 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
         priority=args.web_priority, verbose=getattr(args, "verbose", 0)))
     stop = threading.Event()
     install_stop_signals(stop)
-    host = socket.gethostname()
-    recorders = {name: SetRecorder(store, name, host=host, rest_s=args.set_rest) for name in names}
+    listeners = ServeListeners(web.publisher(), args.db, args.set_rest, socket.gethostname())
+    ended = threading.Event()  # stops the engine-figures thread when the cameras end
     try:
         url = web.start()
         print(f"serving {url}" + (f"  (token: {token})" if generated else ""), flush=True)
         if generated:
             print("the token is printed only this once; open "
                   f"{url}?token={token} or send 'Authorization: Bearer <token>'", file=sys.stderr, flush=True)
-        engine_holder: dict = {}
 
-        def listeners_for(name: str) -> tuple:
-            return (WebFeed(name, web, recorders[name], engine_holder.get("engine") if name == names[0] else None),)
+        def on_engine(engine) -> None:
+            threading.Thread(target=_publish_engine, args=(engine, web, ended), name="engine-figures",
+                             daemon=True).start()
 
         settings = dataclasses.replace(settings, headless=True, dashboard=False)
-        code = run(settings, stop=stop, listeners_for=listeners_for,
-                   on_engine=lambda engine: engine_holder.update(engine=engine), install_signals=False)
-        for name, recorder in recorders.items():  # the cameras ended: their open sets are finished
-            recorder.close("done")
-            web.publish_state(name, {**web.state(name), "state": "ended"})
+        code = run(settings, stop=stop, listeners_for=listeners, on_engine=on_engine, install_signals=False)
+        ended.set()
+        listeners.close("done")  # the cameras ended: their open sets are finished (workers closed theirs)
+        for name in names:
+            web.publish_status(name, "ended")
         if not args.exit_when_done:
             log.warning("every camera has ended; still serving %s (Ctrl-C to stop)", url)
             while not stop.wait(0.5):
@@ -182,10 +233,7 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
                     return 1
         return code
     finally:
-        for recorder in recorders.values():
-            try:
-                recorder.close("done" if stop.is_set() or args.exit_when_done else "interrupted")
-            except Exception:  # noqa: BLE001 - closing must not mask the real error
-                log.exception("closing a set failed")
+        ended.set()
+        listeners.close("done" if stop.is_set() or args.exit_when_done else "interrupted")
         web.stop()
         store.close()

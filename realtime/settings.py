@@ -60,11 +60,13 @@ class RunSettings:
     max_wait_ms: float = 4.0
     triton_url: str | None = None
     triton_model: str | None = None
+    workers: int = 1  # camera worker processes around the one pose engine (realtime.workers)
+    in_worker: bool = False  # these cameras are one worker's share of a multi-camera run
     extra: dict = field(default_factory=dict)
 
     @property
     def multi(self) -> bool:
-        return len(self.cameras) > 1
+        return len(self.cameras) > 1 or self.in_worker
 
 
 def split_named_source(spec: str) -> tuple[str | None, str]:
@@ -178,4 +180,5 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         form_config=args.form_config, headless=args.headless, dashboard=not args.no_dashboard, save=args.save,
         events=args.events, report=args.report, max_frames=args.max_frames, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, triton_url=args.triton_url, triton_model=args.triton_model,
+        workers=args.workers,
     )

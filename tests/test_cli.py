@@ -23,9 +23,9 @@ SHIPPED_CLASSIFIER = REPO / "realtime" / "models" / "classifier.safetensors"
 ENV.pop("DISPLAY", None)
 
 
-def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "run_live.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=ENV)
+                          timeout=timeout, cwd=REPO, env=env or ENV)
 
 
 def read_events(path: Path) -> list[dict]:

@@ -298,3 +298,19 @@ def test_bench_streams_writes_one_row_per_camera_count(tmp_path):
         assert row["mean_batch"] is None  # BlazePose does not batch: behind the fair gate, no batcher
     assert report["max_streams_holding"] in (0, 1, 2)
     assert "most cameras holding 30 fps" in proc.stdout
+
+
+def test_bench_streams_in_worker_processes_reports_the_engine_process_apart(tmp_path):
+    clip = write_video(tmp_path / "c.mp4", frames=30, size=(320, 240), pattern="person")
+    out = tmp_path / "streams.json"
+    proc = run_cli("--bench", "--source", str(clip), "--pose-model", "blazepose-lite", "--streams", "2",
+                   "--workers", "2", "--bench-no-overlay", "--stream-seconds", "3", "--bench-frames", "30",
+                   "--bench-json", str(out), timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(out.read_text())["streams"]["rows"]
+    assert row["workers"] == 2 and row["overlay"] is False
+    assert row["fps_per_camera"] > 0 and row["seconds"] > 1 and row["e2e_p95_ms"] > 0
+    assert row["cpu_cores_used"] > row["engine_process_cores"] >= 0  # the cameras' work is in the workers
+    assert row["host_ms_per_frame"]["draw"] == 0  # no overlay drawn
+    assert row["rss_mb"] > 100  # the workers' memory is counted too
+    assert "no overlay drawn" in proc.stdout

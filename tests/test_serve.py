@@ -7,18 +7,20 @@ import socket
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, shared_file
 
 pytest_plugins = ["pg_fixtures"]  # the PostgreSQL server fixture (tests/store/pg_fixtures.py)
 
 
-def test_serve_records_every_rep_and_closes_the_sets_in_postgresql(pg_url, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: each camera worker process writes through its own connection
+def test_serve_records_every_rep_and_closes_the_sets_in_postgresql(pg_url, tmp_path, workers):
     squat = shared_file("workouttracker_reps/videos/squats/squat_24.mp4")
     pullup = shared_file("workouttracker_reps/videos/pull-ups/pull-up_8.mp4")
     events = tmp_path / "events"
     proc = subprocess.run(
         [sys.executable, str(REPO / "run_live.py"), "serve", "--source", f"rack={squat}", "--source", f"bar={pullup}",
-         "--port", "0", "--db", pg_url, "--events", f"{events}/", "--exit-when-done", "--set-rest", "30"],
+         "--port", "0", "--db", pg_url, "--events", f"{events}/", "--exit-when-done", "--set-rest", "30", "--workers", workers],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

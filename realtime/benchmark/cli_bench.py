@@ -315,6 +315,8 @@ def run_streams_bench(args: argparse.Namespace, sources: list[str | None]) -> in
         raise RealtimeError(f"--streams {args.streams!r}: give camera counts such as 1,2,4") from None
     if not counts or counts[0] < 1:
         raise RealtimeError("--streams: camera counts must be 1 or more")
+    if args.workers < 1:
+        raise RealtimeError(f"--workers {args.workers}: give 1 or more processes")
     clips, described = [], []
     for source in sources:
         frames, _fps, text = load_frames(source, args.bench_frames)
@@ -330,7 +332,9 @@ def run_streams_bench(args: argparse.Namespace, sources: list[str | None]) -> in
         start = server_batch_counts(url, model)
         batch_server = lambda: server_batch_stats(url, model, since=start)  # noqa: E731
     report = {"machine": machine_info(), "frames": described, "streams": sweep(settings, clips, counts,
-                                                                               args.stream_seconds, batch_server)}
+                                                                               args.stream_seconds, batch_server,
+                                                                               settings.workers,
+                                                                               not args.bench_no_overlay)}
     print_streams(report["streams"])
     _write_json(args.bench_json, report)
     return 0

@@ -54,22 +54,92 @@ class WebConfig:
     parent_pid: int = field(default_factory=os.getpid)
 
 
-class WebProcess:
-    """Start the web process, then publish into it from the analyzer's camera threads (never blocks)."""
+class WebPublisher:
+    """The ``LivePublisher`` side of the web process: never blocks. Picklable to a camera worker process at its start
+    (the queue and the shared frame buffers travel; each camera is published from one process only)."""
+
+    def __init__(self, config: WebConfig, slots: FrameSlots, messages: Any) -> None:
+        self.config = config
+        self.slots = slots
+        self._messages = messages
+        self._index = {name: i for i, name in enumerate(config.cameras)}
+        self._states: dict[str, dict] = {}
+        self._pacer = FramePacer(config.max_fps)
+        self.messages_dropped = 0
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config, "slots": self.slots, "messages": self._messages}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["config"], state["slots"], state["messages"])
+
+    def _send(self, message: tuple) -> None:
+        try:
+            self._messages.put_nowait(message)
+        except (queue.Full, ValueError, OSError):  # web process stuck or gone: the analysis goes on
+            self.messages_dropped += 1
+            if self.messages_dropped == 1:
+                log.error("the web server is not taking updates; the cameras go on")
+
+    def publish_state(self, camera: str, state: dict) -> None:
+        self._states[camera] = dict(state)
+        self._send(("state", camera, state))
+
+    def state(self, camera: str) -> dict:
+        """The latest state this side sent for ``camera`` (a 'starting' placeholder before the first)."""
+        return dict(self._states.get(camera) or {"camera": camera, "state": "starting"})
+
+    def publish_status(self, camera: str, state: str) -> None:
+        """Only the camera's state word ('ended'), keeping what the web side shows of it (reps, last rep)."""
+        self._send(("status", camera, state))
+
+    def publish_rep(self, camera: str, rep: dict) -> None:
+        self._send(("rep", camera, rep))
+
+    def publish_event(self, camera: str, event: dict) -> None:
+        self._send(("event", camera, event))
+
+    def publish_engine(self, figures: dict) -> None:
+        self._send(("engine", figures))
+
+    def wants_frame(self, camera: str) -> bool:
+        """Whether ``publish_frame`` would take a frame of ``camera`` now (someone watches and one is due)."""
+        index = self._index.get(camera)
+        return index is not None and self.slots.wanted_side(index) > 0 and self._pacer.due(camera)
+
+    def publish_frame(self, camera: str, image_bgr: np.ndarray) -> None:
+        """Offer the latest overlay frame: copied (downscaled) to shared memory only while someone watches."""
+        index = self._index.get(camera)
+        side = self.slots.wanted_side(index) if index is not None else 0
+        if side <= 0 or not self._pacer.take(camera):
+            return
+        try:
+            self.slots.write(index, image_bgr, side)
+        except ValueError as exc:
+            log.debug("camera %s: frame not shown: %s", camera, exc)
+            return
+        self._send(("frame", index))
+
+
+class WebProcess(WebPublisher):
+    """Start the web process, then publish into it from the analyzer's camera threads (never blocks).
+
+    ``publisher()`` is the part a camera worker process takes along."""
 
     def __init__(self, config: WebConfig) -> None:
         if config.max_fps <= 0 or min(config.max_width, config.tile_width) < 16:
             raise RealtimeError("--stream-fps must be more than 0, --stream-width and --tile-width at least 16")
-        self.config = config
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds model threads
-        self._index = {name: i for i, name in enumerate(config.cameras)}
-        self.slots = FrameSlots(len(config.cameras), config.max_width, self._ctx)
-        self._messages = self._ctx.Queue(QUEUE_SIZE)
-        self._states: dict[str, dict] = {}
-        self._pacer = FramePacer(config.max_fps)
+        super().__init__(config, FrameSlots(len(config.cameras), config.max_width, self._ctx),
+                         self._ctx.Queue(QUEUE_SIZE))
         self._proc: multiprocessing.process.BaseProcess | None = None
         self.url: str | None = None
-        self.messages_dropped = 0
+
+    def publisher(self) -> WebPublisher:
+        return WebPublisher(self.config, self.slots, self._messages)
+
+    def __getstate__(self) -> dict:
+        raise TypeError("pass WebProcess.publisher() to another process, not the WebProcess")
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 60.0) -> str:
@@ -118,51 +188,6 @@ class WebProcess:
         self._messages.close()
         self._messages.cancel_join_thread()  # what is still queued is for a process that is gone
         self._proc = None
-
-    # ------------------------------------------------------------------ publishing (analyzer threads)
-    def _send(self, message: tuple) -> None:
-        try:
-            self._messages.put_nowait(message)
-        except (queue.Full, ValueError, OSError):  # web process stuck or gone: the analysis goes on
-            self.messages_dropped += 1
-            if self.messages_dropped == 1:
-                log.error("the web server is not taking updates (process %s); the cameras go on",
-                          "running" if self.alive else f"ended, exit code {self.exitcode}")
-
-    def publish_state(self, camera: str, state: dict) -> None:
-        self._states[camera] = dict(state)
-        self._send(("state", camera, state))
-
-    def state(self, camera: str) -> dict:
-        """The latest state this side sent for ``camera`` (a 'starting' placeholder before the first)."""
-        return dict(self._states.get(camera) or {"camera": camera, "state": "starting"})
-
-    def publish_rep(self, camera: str, rep: dict) -> None:
-        self._send(("rep", camera, rep))
-
-    def publish_event(self, camera: str, event: dict) -> None:
-        self._send(("event", camera, event))
-
-    def publish_engine(self, figures: dict) -> None:
-        self._send(("engine", figures))
-
-    def wants_frame(self, camera: str) -> bool:
-        """Whether ``publish_frame`` would take a frame of ``camera`` now (someone watches and one is due)."""
-        index = self._index.get(camera)
-        return index is not None and self.slots.wanted_side(index) > 0 and self._pacer.due(camera)
-
-    def publish_frame(self, camera: str, image_bgr: np.ndarray) -> None:
-        """Offer the latest overlay frame: copied (downscaled) to shared memory only while someone watches."""
-        index = self._index.get(camera)
-        side = self.slots.wanted_side(index) if index is not None else 0
-        if side <= 0 or not self._pacer.take(camera):
-            return
-        try:
-            self.slots.write(index, image_bgr, side)
-        except ValueError as exc:
-            log.debug("camera %s: frame not shown: %s", camera, exc)
-            return
-        self._send(("frame", index))
 
 
 # ---------------------------------------------------------------------- the web process
@@ -258,3 +283,5 @@ def _relay(config: WebConfig, slots: FrameSlots, messages: Any, hub: Any) -> Non
             hub.publish_event(message[1], message[2])
         elif kind == "engine":
             hub.publish_engine(message[1])
+        elif kind == "status":
+            hub.publish_state(message[1], {**hub.state(message[1]), "state": message[2]})

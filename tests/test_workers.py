@@ -1,0 +1,113 @@
+"""``--workers``: a multi-camera run's cameras in worker processes around one pose engine, end to end through
+``run_live.py``: the same answers as one process (BlazePose, and ViTPose hosted in the analyzer for the workers),
+Ctrl-C finalising every worker's outputs, and options that cannot work with workers refused in one line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_file, write_video
+from test_cli import ENV, decode_count, read_events, run_cli
+from test_multicam import frames_in, start_cli, stop_cli, wait_for
+
+SQUAT = "workouttracker_reps/videos/squats/squat_24.mp4"
+PULLUP = "workouttracker_reps/videos/pull-ups/pull-up_8.mp4"
+TIMING = ("t", "ms", "fps")
+
+
+def analysis(path: Path) -> list[dict]:
+    """The frame and rep lines of an events log without what depends on timing."""
+    out = []
+    for record in read_events(path):
+        if record["type"] in ("frame", "rep"):
+            out.append({k: v for k, v in record.items() if k not in TIMING and not k.endswith("_ms")})
+    return out
+
+
+def two_cameras() -> list[str]:
+    return ["--source", f"rack={shared_file(SQUAT)}", "--source", f"bar={shared_file(PULLUP)}"]
+
+
+def test_two_workers_give_each_camera_the_answers_of_a_one_process_run(tmp_path):
+    runs = {}
+    for workers in ("1", "2"):
+        events = tmp_path / f"w{workers}"
+        proc = run_cli(*two_cameras(), "--headless", "--no-dashboard", "--max-frames", "60", "--workers", workers,
+                       "--events", f"{events}/")
+        assert proc.returncode == 0, proc.stderr
+        assert "rack done" in proc.stdout and "bar done" in proc.stdout  # one summary, every camera
+        runs[workers] = {name: analysis(events / f"{name}.jsonl") for name in ("rack", "bar")}
+    for name in ("rack", "bar"):
+        assert len(runs["1"][name]) >= 60
+        assert runs["2"][name] == runs["1"][name], name
+
+
+def test_vitpose_in_workers_runs_on_the_analyzers_one_network(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent / "pose"))
+    from test_vitpose import centre_peaked_tiny
+
+    centre_peaked_tiny().save_pretrained(tmp_path / "hf")
+    env = {**ENV, "REALTIME_ENGINES_DIR": str(tmp_path / "engines"), "HF_HUB_OFFLINE": "1"}
+    runs = {}
+    for workers in ("1", "2"):
+        events = tmp_path / f"w{workers}"
+        proc = run_cli(*two_cameras(), "--pose-model", "vitpose-b", "--backend", "onnxruntime", "--weights",
+                       str(tmp_path / "hf"), "--headless", "--no-dashboard", "--max-frames", "30", "--workers",
+                       workers, "--events", f"{events}/", "-v", env=env)
+        assert proc.returncode == 0, proc.stderr
+        if workers == "2":
+            assert "shared by 2 camera worker processes" in proc.stderr
+        runs[workers] = {name: read_events(events / f"{name}.jsonl") for name in ("rack", "bar")}
+    for name in ("rack", "bar"):
+        start = runs["2"][name][0]
+        assert start["type"] == "start" and start["pose"].startswith("vitpose-b/onnxruntime")
+        one = [r for r in runs["1"][name] if r["type"] == "frame"]
+        two = [r for r in runs["2"][name] if r["type"] == "frame"]
+        assert len(one) == len(two) == 30
+        found = [(a, b) for a, b in zip(one, two, strict=True) if a["keypoints"]]
+        assert len(found) >= 20, name  # the person was found and the crops went through the network
+        for a, b in found:  # batched with the other worker's crops or alone: the same keypoints
+            np.testing.assert_allclose(np.array(b["keypoints"]), np.array(a["keypoints"]), atol=0.5)
+
+
+def test_sigint_stops_every_worker_and_finalises_its_outputs(tmp_path):
+    clips = [write_video(tmp_path / f"c{i}.mp4", frames=300, size=(160, 120), pattern="bits") for i in range(3)]
+    events = tmp_path / "events"
+    args = [a for c in clips for a in ("--source", str(c))]
+    proc = start_cli(tmp_path, *args, "--realtime", "--headless", "--no-dashboard", "--workers", "2",
+                     "--events", f"{events}/", "--save", str(tmp_path / "videos"))
+    try:
+        assert wait_for(lambda: all(frames_in(events / f"cam{i}.jsonl") >= 15 for i in range(3)), 120), \
+            (tmp_path / "stderr.txt").read_text()
+        assert proc.poll() is None  # 10-s clips paced like cameras: still running
+    finally:
+        took, out, err = stop_cli(proc, tmp_path, timeout=40)
+    assert proc.returncode == 0, err
+    assert took < 10, took
+    for i in range(3):
+        got = read_events(events / f"cam{i}.jsonl")  # every line complete JSON
+        assert got[0]["type"] == "start" and got[-1]["type"] == "summary", i
+        assert got[-1]["stopped_by"] == "user" and got[-1]["camera"] == f"cam{i}"
+        frames = sum(e["type"] == "frame" for e in got)
+        assert 15 <= frames == got[-1]["frames_processed"] < 300
+        assert decode_count(tmp_path / "videos" / f"cam{i}.mp4") == frames
+        assert f"cam{i} done (user)" in out  # the analyzer prints every worker's cameras
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "0"], "--workers 0: give 1 or more processes"),
+    (["--workers", "2", "--events", "all.jsonl"], "give a folder (--events DIR/)"),
+])
+def test_options_that_cannot_work_with_workers_are_refused_in_one_line(tmp_path, args, message):
+    args = [a.replace("all.jsonl", str(tmp_path / "all.jsonl")) for a in args]
+    started = time.monotonic()
+    proc = run_cli(*two_cameras(), "--headless", "--no-dashboard", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and time.monotonic() - started < 60
+    assert not (tmp_path / "all.jsonl").exists()
