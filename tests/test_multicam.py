@@ -213,13 +213,19 @@ def test_sigint_with_four_cameras_finalises_every_video_and_events_file(tmp_path
         took, out, err = stop_cli(proc, tmp_path)
     assert proc.returncode == 0, err
     assert took < 8, took
-    for i in range(4):
+    check_stopped_outputs(events, tmp_path / "videos", 4, out)
+
+
+def check_stopped_outputs(events: Path, videos: Path, cameras: int, out: str) -> None:
+    """After Ctrl-C: cam0..camN-1 each have a complete events log ending in its summary, a video with as many frames
+    as it processed, and its line in the printed summary."""
+    for i in range(cameras):
         got = read_events(events / f"cam{i}.jsonl")  # every line complete JSON
         assert got[0]["type"] == "start" and got[-1]["type"] == "summary", i
         assert got[-1]["stopped_by"] == "user" and got[-1]["camera"] == f"cam{i}"
         frames = sum(e["type"] == "frame" for e in got)
         assert 15 <= frames == got[-1]["frames_processed"] < 300
-        assert decode_count(tmp_path / "videos" / f"cam{i}.mp4") == frames
+        assert decode_count(videos / f"cam{i}.mp4") == frames
         assert f"cam{i} done (user)" in out
 
 
