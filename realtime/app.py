@@ -292,9 +292,11 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
 
 
 def run_cameras(settings: RunSettings, engine, stop: threading.Event,
-                listeners_for: Callable[[str], tuple] | None = None) -> tuple[dict[str, dict], bool, bool]:
+                listeners_for: Callable[[str], tuple] | None = None,
+                on_runner: Callable[[Any], None] | None = None) -> tuple[dict[str, dict], bool, bool]:
     """Open, run and finalise every camera of ``settings`` on ``engine`` (this process's cameras); returns the
-    per-camera summaries and whether any camera had bad input / a run-time failure."""
+    per-camera summaries and whether any camera had bad input / a run-time failure. ``on_runner`` gets the
+    ``MultiPipeline`` before it starts (a camera worker reports its cameras' snapshots from it)."""
     from realtime.outputs.sinks import ScreenSink, display_available
     from realtime.pipeline import Analyzer, CameraPipeline, MultiPipeline, summary_record
 
@@ -340,6 +342,8 @@ def run_cameras(settings: RunSettings, engine, stop: threading.Event,
                 cam.pipeline = pipeline
             pipelines.append(cam.pipeline)
         runner = MultiPipeline(pipelines, screen=screen, dashboard=dashboard, engine=engine, stop_event=stop)
+        if on_runner is not None:
+            on_runner(runner)
         if dashboard is not None:
             with dashboard:
                 outcomes = runner.run()

@@ -9,7 +9,8 @@ batcher (``realtime.pose.remote.EngineHost``), which batches the crops of every 
 
 Engines that do not batch in the analyzer run in each worker: BlazePose (LiteRT on the CPU, one interpreter pair
 per camera core) and Triton clients (the server batches). Each worker writes its cameras' outputs (events folder,
-videos, reports, database rows through its own connection); the analyzer prints the one summary and the exit code.
+videos, reports, database rows through its own connection) and sends its cameras' snapshots for the terminal
+dashboard; the analyzer prints the one summary and the exit code. There is no window: watch with ``serve``.
 Ctrl-C / SIGTERM reach the analyzer, which asks every worker to stop and waits for their outputs to be finalised.
 """
 
@@ -21,6 +22,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -59,8 +61,11 @@ def run_in_workers(settings: RunSettings, stop: threading.Event, listeners_for: 
     if not settings.headless:
         log.warning("--workers: no window (each worker process has only its own cameras); watch them with "
                     "`run_live.py serve`")
-    if settings.dashboard:
-        log.info("--workers: no terminal dashboard; the summary comes at the end")
+    dashboard = None
+    if settings.dashboard and sys.stderr.isatty():
+        from realtime.outputs.dashboard import Dashboard
+
+        dashboard = Dashboard(f"{len(settings.cameras)} cameras in {len(groups)} worker processes")
     engine = host = None
     if hosts_network(settings):
         from realtime.pose.remote import EngineHost
@@ -86,10 +91,14 @@ def run_in_workers(settings: RunSettings, stop: threading.Event, listeners_for: 
             proc = ctx.Process(target=_worker_main, name=f"camera-worker-{w}", daemon=True,
                                args=(w, share, slots, listeners_for, stop_all, results, os.getpid(),
                                      logging.getLogger("realtime").getEffectiveLevel(), len(groups),
-                                     create_engine, run_cameras))
+                                     create_engine, run_cameras, dashboard is not None))
             proc.start()
             procs.append(proc)
-        done = _wait(procs, groups, settings, results, stop, stop_all)
+        if dashboard is not None:
+            with dashboard:
+                done = _wait(procs, groups, settings, results, stop, stop_all, _Board(dashboard, engine))
+        else:
+            done = _wait(procs, groups, settings, results, stop, stop_all)
     finally:
         stop_all.value = 1
         for proc in procs:
@@ -112,11 +121,29 @@ def run_in_workers(settings: RunSettings, stop: threading.Event, listeners_for: 
     return {name: summaries[name] for name in order if name in summaries}, bad_input, failure
 
 
-def _wait(procs, groups, settings: RunSettings, results, stop: threading.Event, stop_all) -> dict[int, tuple]:
+class _Board:
+    """The terminal dashboard in the analyzer: a row per camera from the snapshots the workers send."""
+
+    def __init__(self, dashboard, engine) -> None:
+        self.dashboard = dashboard
+        self.engine = engine
+        self.latest: dict[int, list] = {}
+
+    def show(self, force: bool = False) -> None:
+        snapshots = [snap for w in sorted(self.latest) for snap in self.latest[w]]
+        stats = self.engine.batch_stats() if self.engine is not None else None
+        note = None if self.engine is not None else "pose engine: one in each worker process (no batching)"
+        self.dashboard.update_many(snapshots, stats, time.monotonic(), force=force, engine_note=note)
+
+
+def _wait(procs, groups, settings: RunSettings, results, stop: threading.Event, stop_all,
+          board: _Board | None = None) -> dict[int, tuple]:
     """Collect every worker's result; a worker that died without one fails its cameras (the others run on)."""
     done: dict[int, tuple] = {}
     stop_asked = None
     while len(done) < len(procs):
+        if board is not None:
+            board.show()
         if stop.is_set() and not stop_all.value:
             stop_all.value = 1
             stop_asked = time.monotonic()
@@ -134,7 +161,13 @@ def _wait(procs, groups, settings: RunSettings, results, stop: threading.Event, 
                 for w in range(len(procs)):
                     done.setdefault(w, _lost(groups[w], settings, "camera worker did not stop in time"))
             continue
+        if kind == "snapshots":
+            if board is not None:
+                board.latest[w] = payload
+            continue
         _take(kind, w, payload, done, groups, settings)
+    if board is not None:
+        board.show(force=True)
     return done
 
 
@@ -150,6 +183,8 @@ def _drain(results, done: dict, groups, settings: RunSettings) -> bool:
 
 
 def _take(kind: str, w: int, payload, done: dict, groups, settings: RunSettings) -> None:
+    if kind == "snapshots":
+        return
     if kind == "done":
         done[w] = payload
     elif kind == "error":
@@ -167,7 +202,8 @@ def _lost(indices: list[int], settings: RunSettings, error: str, bad_input: bool
 
 # ----------------------------------------------------------------------------------------- in the worker
 def _worker_main(worker: int, settings: RunSettings, slots, listeners_for, stop_all, results, parent_pid: int,
-                 log_level: int, workers: int, create_engine: Callable, run_cameras: Callable) -> None:
+                 log_level: int, workers: int, create_engine: Callable, run_cameras: Callable,
+                 send_snapshots: bool = False) -> None:
     """One camera worker: its cameras through ``app.run_cameras``, pose through the analyzer's engine slots."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the analyzer decides
     stop = threading.Event()
@@ -194,9 +230,19 @@ def _worker_main(worker: int, settings: RunSettings, slots, listeners_for, stop_
         opened = getattr(listeners_for, "open", None)
         if opened is not None:
             opened()
+        reporting = threading.Event()
+
+        def report(runner) -> None:  # the analyzer's dashboard: this worker's rows, four times a second
+            def send() -> None:
+                while not reporting.wait(0.25):
+                    results.put(("snapshots", worker, runner.snapshots()))
+
+            threading.Thread(target=send, name="worker-snapshots", daemon=True).start()
+
         try:
-            outcome = run_cameras(settings, engine, stop, listeners_for)
+            outcome = run_cameras(settings, engine, stop, listeners_for, report if send_snapshots else None)
         finally:
+            reporting.set()
             closing = getattr(listeners_for, "close", None)
             if closing is not None:
                 closing("done")

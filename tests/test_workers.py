@@ -104,3 +104,33 @@ def test_options_that_cannot_work_with_workers_are_refused_in_one_line(tmp_path,
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and time.monotonic() - started < 60
     assert not (tmp_path / "all.jsonl").exists()
+
+
+def test_the_dashboard_shows_a_row_for_every_camera_of_every_worker(tmp_path, monkeypatch):
+    import realtime.outputs.dashboard as dashboard_module
+    from realtime.app import run
+    from realtime.settings import CameraSettings, RunSettings
+
+    shown: list[list[str]] = []
+
+    class Recorder:  # stands in for the rich dashboard (it needs a terminal)
+        def __init__(self, header: str) -> None:
+            self.header = header
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+        def update_many(self, snapshots, engine, now, force=False, engine_note=None) -> None:
+            shown.append([s.extra.get("camera") for s in snapshots])
+
+    monkeypatch.setattr(dashboard_module, "Dashboard", Recorder)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    clips = [write_video(tmp_path / f"c{i}.mp4", frames=90, size=(320, 240), pattern="person") for i in range(3)]
+    cameras = tuple(CameraSettings(name=f"cam{i}", source=str(c), realtime=True) for i, c in enumerate(clips))
+    code = run(RunSettings(cameras=cameras, pose_model="blazepose-lite", headless=True, workers=2),
+               install_signals=False)
+    assert code == 0
+    assert ["cam0", "cam2", "cam1"] in shown  # worker 0 has cam0 and cam2, worker 1 cam1: every camera has its row

@@ -59,14 +59,16 @@ class Dashboard:
             self._last = now
             self._live.update(render(snapshot, self.header), refresh=True)
 
-    def update_many(self, snapshots: list[StatsSnapshot], engine, now: float, force: bool = False) -> None:
-        """Several cameras: a row each and the shared engine's figures (``BatchStats`` or None)."""
+    def update_many(self, snapshots: list[StatsSnapshot], engine, now: float, force: bool = False,
+                    engine_note: str | None = None) -> None:
+        """Several cameras: a row each and the shared engine's figures (``BatchStats`` or None; ``engine_note``
+        says what runs the pose when there are none)."""
         if force or now - self._last >= self._period:
             self._last = now
-            self._live.update(render_cameras(snapshots, engine, self.header), refresh=True)
+            self._live.update(render_cameras(snapshots, engine, self.header, engine_note), refresh=True)
 
 
-def render_cameras(snapshots: list[StatsSnapshot], engine, header: str) -> Panel:
+def render_cameras(snapshots: list[StatsSnapshot], engine, header: str, engine_note: str | None = None) -> Panel:
     """Several cameras: one row each (state, fps, drops, label, reps, last rep) and the shared engine's batches."""
     table = Table(expand=False)
     for col in ("camera", "state", "fps", "dropped", "e2e p95 ms", "label", "reps", "last rep"):
@@ -86,6 +88,6 @@ def render_cameras(snapshots: list[StatsSnapshot], engine, header: str) -> Panel
                     f"{engine.max_batch}), network p50 {engine.network_p50_ms:.1f} ms / p95 "
                     f"{engine.network_p95_ms:.1f} ms, queue wait p95 {engine.queue_wait_p95_ms:.1f} ms")
     else:
-        info.append("pose engine: shared, one camera at a time (no batching)")
+        info.append(engine_note or "pose engine: shared, one camera at a time (no batching)")
     return Panel(Group(table, info), title=header)
 
