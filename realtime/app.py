@@ -277,6 +277,7 @@ def run(settings: RunSettings, *, stop: threading.Event | None = None,
     if settings.workers > 1 and settings.multi and not settings.in_worker:
         from realtime.workers import run_in_workers
 
+        build_stages(settings, settings.cameras[0])  # a bad --classifier or --form-config: one line, not one a worker
         summaries, bad_input, failure = run_in_workers(settings, stop, listeners_for, on_engine,
                                                        create_engine=create_engine, run_cameras=run_cameras)
     else:

@@ -95,6 +95,7 @@ def test_sigint_stops_every_worker_and_finalises_its_outputs(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--workers", "0"], "--workers 0: give 1 or more processes"),
     (["--workers", "2", "--events", "all.jsonl"], "give a folder (--events DIR/)"),
+    (["--workers", "2", "--classifier", "nope.safetensors"], "classifier weights not found"),
 ])
 def test_options_that_cannot_work_with_workers_are_refused_in_one_line(tmp_path, args, message):
     args = [a.replace("all.jsonl", str(tmp_path / "all.jsonl")) for a in args]
