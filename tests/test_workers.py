@@ -4,6 +4,7 @@ Ctrl-C finalising every worker's outputs, and options that cannot work with work
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -135,3 +136,32 @@ def test_the_dashboard_shows_a_row_for_every_camera_of_every_worker(tmp_path, mo
                install_signals=False)
     assert code == 0
     assert ["cam0", "cam2", "cam1"] in shown  # worker 0 has cam0 and cam2, worker 1 cam1: every camera has its row
+
+
+def test_a_worker_that_dies_fails_only_its_own_cameras(tmp_path):
+    import psutil
+
+    clips = [write_video(tmp_path / f"c{i}.mp4", frames=240, size=(160, 120), pattern="bits") for i in range(2)]
+    events = tmp_path / "events"
+    args = [a for c in clips for a in ("--source", str(c))]
+    proc = start_cli(tmp_path, *args, "--realtime", "--headless", "--no-dashboard", "--workers", "2",
+                     "--events", f"{events}/")
+    try:
+        assert wait_for(lambda: all(frames_in(events / f"cam{i}.jsonl") >= 10 for i in range(2)), 120), \
+            (tmp_path / "stderr.txt").read_text()
+        workers = [p for p in psutil.Process(proc.pid).children()
+                   if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        workers[0].kill()
+        proc.wait(120)  # cam1 runs to the end of its file
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "stderr.txt").read_text()
+    out = (tmp_path / "stdout.txt").read_text()
+    assert proc.returncode == 1, err  # a run-time failure, not bad input
+    lost = re.findall(r"error: (cam[01]): camera worker exited \(code -9\)", err)
+    assert len(lost) == 1, err
+    other = "cam1" if lost[0] == "cam0" else "cam0"
+    assert f"{other} done (end)" in out  # the other worker's camera ran to the end of its file
+    assert "Traceback" not in err
