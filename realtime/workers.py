@@ -33,7 +33,8 @@ from realtime.settings import RunSettings
 
 log = logging.getLogger("realtime")
 
-STOP_GRACE_S = 30.0  # after a stop, how long a worker may take to finalise its videos and logs
+STOP_GRACE_S = 30.0  # after a stop, how long the workers may take to finalise their videos and logs
+ABORT_GRACE_S = 2.0  # after a second Ctrl-C: the same 2 s a camera thread gets, then the workers are killed
 
 
 def hosts_network(settings: RunSettings) -> bool:
@@ -99,10 +100,16 @@ def run_in_workers(settings: RunSettings, stop: threading.Event, listeners_for: 
                 done = _wait(procs, groups, settings, results, stop, stop_all, _Board(dashboard, engine))
         else:
             done = _wait(procs, groups, settings, results, stop, stop_all)
+    except BaseException:
+        grace = ABORT_GRACE_S  # a second Ctrl-C (or a failure here): out now, as one process would be
+        raise
+    else:
+        grace = STOP_GRACE_S
     finally:
         stop_all.value = 1
+        deadline = time.monotonic() + grace
         for proc in procs:
-            proc.join(timeout=STOP_GRACE_S)
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 log.error("camera worker %s did not stop; killing it", proc.name)
                 proc.kill()

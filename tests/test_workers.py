@@ -5,6 +5,7 @@ Ctrl-C finalising every worker's outputs, and options that cannot work with work
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -165,3 +166,24 @@ def test_a_worker_that_dies_fails_only_its_own_cameras(tmp_path):
     other = "cam1" if lost[0] == "cam0" else "cam0"
     assert f"{other} done (end)" in out  # the other worker's camera ran to the end of its file
     assert "Traceback" not in err
+
+
+def test_a_second_ctrl_c_aborts_the_workers_at_once(tmp_path):
+    clips = [write_video(tmp_path / f"c{i}.mp4", frames=300, size=(160, 120), pattern="bits") for i in range(2)]
+    events = tmp_path / "events"
+    args = [a for c in clips for a in ("--source", str(c))]
+    proc = start_cli(tmp_path, *args, "--realtime", "--headless", "--no-dashboard", "--workers", "2",
+                     "--events", f"{events}/")
+    try:
+        assert wait_for(lambda: all(frames_in(events / f"cam{i}.jsonl") >= 10 for i in range(2)), 120), \
+            (tmp_path / "stderr.txt").read_text()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (tmp_path / "stderr.txt").read_text()
+    assert took < 10, took
