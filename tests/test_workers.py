@@ -179,6 +179,9 @@ def test_a_second_ctrl_c_aborts_the_workers_at_once(tmp_path):
             (tmp_path / "stderr.txt").read_text()
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # two signals sent at once may arrive as one (they are not queued)
+        if proc.poll() is not None:
+            pytest.skip("the run had already stopped cleanly before the second Ctrl-C could be sent")
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
         took = time.monotonic() - started
