@@ -132,11 +132,13 @@ class ServeListeners:
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
 
-    def open(self) -> None:
+    def open(self):
+        """The database connection of this process (opened at the first call)."""
         from realtime.store import open_store
 
         if self._store is None:
             self._store = open_store(self.db_url)
+        return self._store
 
     def __call__(self, camera: str) -> tuple:
         from realtime.store import SetRecorder
@@ -178,7 +180,6 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
     import dataclasses
 
     from realtime.app import install_stop_signals, run, validate
-    from realtime.store import open_store
     from realtime.web.app import _is_loopback
     from realtime.web.auth import new_token
     from realtime.web.process import WebConfig, WebProcess
@@ -194,19 +195,20 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
         token, generated = new_token(), True
     if args.set_rest <= 0:
         raise RealtimeError("--set-rest must be more than 0 seconds")
-    store = open_store(args.db)
-    interrupted = store.close_interrupted_sets(host=socket.gethostname())
-    if interrupted:
-        log.warning("%d set(s) left open by an earlier run were closed as interrupted", interrupted)
     names = [c.name for c in settings.cameras]
     # Camera URLs (and any credentials in them) must never reach a browser: the hub scrubs them from what it sends.
     web = WebProcess(WebConfig(
         tuple(names), host=args.host, port=args.port, token=token, db_url=args.db, max_fps=args.stream_fps,
         max_width=args.stream_width, tile_width=args.tile_width, redact=tuple(c.source for c in settings.cameras),
         priority=args.web_priority, verbose=getattr(args, "verbose", 0)))
+    listeners = ServeListeners(web.publisher(), args.db, args.set_rest, socket.gethostname())
+    # The database is opened (and a bad --db refused) before anything starts; this process's cameras use the same
+    # connection, and camera workers open their own.
+    interrupted = listeners.open().close_interrupted_sets(host=socket.gethostname())
+    if interrupted:
+        log.warning("%d set(s) left open by an earlier run were closed as interrupted", interrupted)
     stop = threading.Event()
     install_stop_signals(stop)
-    listeners = ServeListeners(web.publisher(), args.db, args.set_rest, socket.gethostname())
     ended = threading.Event()  # stops the engine-figures thread when the cameras end
     try:
         url = web.start()
@@ -236,4 +238,3 @@ def run_serve(settings: RunSettings, args: argparse.Namespace) -> int:
         ended.set()
         listeners.close("done" if stop.is_set() or args.exit_when_done else "interrupted")
         web.stop()
-        store.close()

@@ -86,9 +86,7 @@ def run_in_workers(settings: RunSettings, stop: threading.Event, listeners_for: 
         for w, indices in enumerate(groups):
             share = dataclasses.replace(settings, cameras=tuple(settings.cameras[i] for i in indices),
                                         headless=True, dashboard=False, in_worker=True, workers=1)
-            slots = None
-            if host is not None:
-                slots = (engine.name, engine.reason, [host.slots[i] for i in indices])
+            slots = None if host is None else host_slots(engine, host, indices)
             proc = ctx.Process(target=_worker_main, name=f"camera-worker-{w}", daemon=True,
                                args=(w, share, slots, listeners_for, stop_all, results, os.getpid(),
                                      logging.getLogger("realtime").getEffectiveLevel(), len(groups),
@@ -160,7 +158,7 @@ def _wait(procs, groups, settings: RunSettings, results, stop: threading.Event, 
             for w, proc in enumerate(procs):
                 if w not in done and not proc.is_alive() and proc.exitcode is not None:
                     time.sleep(0.2)  # its last message may still be in the pipe
-                    if _drain(results, done, groups, settings):
+                    if _drain(results, done, groups, settings, board):
                         continue
                     if w not in done:
                         done[w] = _lost(groups[w], settings, f"camera worker exited (code {proc.exitcode})")
@@ -168,31 +166,29 @@ def _wait(procs, groups, settings: RunSettings, results, stop: threading.Event, 
                 for w in range(len(procs)):
                     done.setdefault(w, _lost(groups[w], settings, "camera worker did not stop in time"))
             continue
-        if kind == "snapshots":
-            if board is not None:
-                board.latest[w] = payload
-            continue
-        _take(kind, w, payload, done, groups, settings)
+        _take(kind, w, payload, done, groups, settings, board)
     if board is not None:
         board.show(force=True)
     return done
 
 
-def _drain(results, done: dict, groups, settings: RunSettings) -> bool:
+def _drain(results, done: dict, groups, settings: RunSettings, board: _Board | None) -> bool:
     took = False
     while True:
         try:
             kind, w, payload = results.get_nowait()
         except queue.Empty:
             return took
-        _take(kind, w, payload, done, groups, settings)
+        _take(kind, w, payload, done, groups, settings, board)
         took = True
 
 
-def _take(kind: str, w: int, payload, done: dict, groups, settings: RunSettings) -> None:
+def _take(kind: str, w: int, payload, done: dict, groups, settings: RunSettings, board: _Board | None = None
+          ) -> None:
     if kind == "snapshots":
-        return
-    if kind == "done":
+        if board is not None:
+            board.latest[w] = payload
+    elif kind == "done":
         done[w] = payload
     elif kind == "error":
         log.error("camera worker %d: %s", w, payload)
@@ -227,13 +223,7 @@ def _worker_main(worker: int, settings: RunSettings, slots, listeners_for, stop_
     threading.Thread(target=watch, name="worker-stop", daemon=True).start()
     engine = None
     try:
-        if slots is not None:
-            from realtime.pose.remote import RemotePoseEngine
-
-            name, reason, engine_slots = slots
-            engine = RemotePoseEngine(engine_slots, name, reason, engine_variant(name))
-        else:
-            engine = create_engine(settings, len(settings.cameras))
+        engine = worker_engine(settings, slots, create_engine)
         opened = getattr(listeners_for, "open", None)
         if opened is not None:
             opened()
@@ -266,9 +256,21 @@ def _worker_main(worker: int, settings: RunSettings, slots, listeners_for, stop_
         results.join_thread()
 
 
-def engine_variant(engine_name: str) -> str:
-    """'vitpose-b/torch[...]' -> 'b'."""
-    return engine_name.split("/", 1)[0].split("-", 1)[1]
+def host_slots(engine, host, indices: list[int]) -> tuple:
+    """What a worker needs of the analyzer's engine for its cameras ``indices`` (picklable): name, reason, slots."""
+    return engine.name, engine.reason, [host.slots[i] for i in indices]
+
+
+def worker_engine(settings: RunSettings, slots: tuple | None, create_engine: Callable):
+    """A worker's pose engine: the analyzer's network through ``slots`` (``host_slots``), or, for an engine that
+    does not batch in the analyzer (BlazePose, Triton), one of its own for ``settings.cameras``."""
+    if slots is None:
+        return create_engine(settings, len(settings.cameras))
+    from realtime.pose.remote import RemotePoseEngine
+
+    name, reason, engine_slots = slots
+    variant = name.split("/", 1)[0].split("-", 1)[1]  # 'vitpose-b/torch[...]' -> 'b'
+    return RemotePoseEngine(engine_slots, name, reason, variant)
 
 
 def share_cores(workers: int) -> None:

@@ -139,17 +139,24 @@ def test_the_dashboard_shows_a_row_for_every_camera_of_every_worker(tmp_path, mo
     assert ["cam0", "cam2", "cam1"] in shown  # worker 0 has cam0 and cam2, worker 1 cam1: every camera has its row
 
 
-def test_a_worker_that_dies_fails_only_its_own_cameras(tmp_path):
-    import psutil
-
-    clips = [write_video(tmp_path / f"c{i}.mp4", frames=240, size=(160, 120), pattern="bits") for i in range(2)]
+def start_two_live_cameras_in_two_workers(tmp_path: Path, frames: int):
+    """Two paced synthetic clips as cameras, one per worker; returns once both have 10 frames in their logs."""
+    clips = [write_video(tmp_path / f"c{i}.mp4", frames=frames, size=(160, 120), pattern="bits") for i in range(2)]
     events = tmp_path / "events"
     args = [a for c in clips for a in ("--source", str(c))]
     proc = start_cli(tmp_path, *args, "--realtime", "--headless", "--no-dashboard", "--workers", "2",
                      "--events", f"{events}/")
+    if not wait_for(lambda: all(frames_in(events / f"cam{i}.jsonl") >= 10 for i in range(2)), 120):
+        proc.kill()
+        pytest.fail((tmp_path / "stderr.txt").read_text())
+    return proc
+
+
+def test_a_worker_that_dies_fails_only_its_own_cameras(tmp_path):
+    import psutil
+
+    proc = start_two_live_cameras_in_two_workers(tmp_path, frames=240)
     try:
-        assert wait_for(lambda: all(frames_in(events / f"cam{i}.jsonl") >= 10 for i in range(2)), 120), \
-            (tmp_path / "stderr.txt").read_text()
         workers = [p for p in psutil.Process(proc.pid).children()
                    if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
         assert len(workers) == 2
@@ -169,14 +176,8 @@ def test_a_worker_that_dies_fails_only_its_own_cameras(tmp_path):
 
 
 def test_a_second_ctrl_c_aborts_the_workers_at_once(tmp_path):
-    clips = [write_video(tmp_path / f"c{i}.mp4", frames=300, size=(160, 120), pattern="bits") for i in range(2)]
-    events = tmp_path / "events"
-    args = [a for c in clips for a in ("--source", str(c))]
-    proc = start_cli(tmp_path, *args, "--realtime", "--headless", "--no-dashboard", "--workers", "2",
-                     "--events", f"{events}/")
+    proc = start_two_live_cameras_in_two_workers(tmp_path, frames=300)
     try:
-        assert wait_for(lambda: all(frames_in(events / f"cam{i}.jsonl") >= 10 for i in range(2)), 120), \
-            (tmp_path / "stderr.txt").read_text()
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)  # two signals sent at once may arrive as one (they are not queued)

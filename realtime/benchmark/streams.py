@@ -226,7 +226,7 @@ def _streams_worker(worker: int, workers: int, settings: RunSettings, n: int, in
 
     setup_logging(0)
     try:
-        from realtime.workers import share_cores
+        from realtime.workers import share_cores, worker_engine
 
         share_cores(workers)
         from realtime.app import create_engine
@@ -234,15 +234,8 @@ def _streams_worker(worker: int, workers: int, settings: RunSettings, n: int, in
 
         cams = tuple(CameraSettings(name=f"cam{i}", source=f"bench:{i}") for i in range(n))
         clips = _worker_clips(shared_clips)
-        if slots is None:  # an engine that is not batched in the analyzer (BlazePose, Triton): one per worker
-            engine = create_engine(dataclasses.replace(settings, cameras=tuple(cams[i] for i in indices)),
-                                   len(indices))
-        else:
-            from realtime.pose.remote import RemotePoseEngine
-            from realtime.workers import engine_variant
-
-            name, engine_slots = slots
-            engine = RemotePoseEngine(engine_slots, name, "", engine_variant(name))
+        engine = worker_engine(dataclasses.replace(settings, cameras=tuple(cams[i] for i in indices)), slots,
+                               create_engine)
 
         def estimator_for(cam):
             return engine.estimator(cam.pick), engine.attach, engine.detach
@@ -284,7 +277,7 @@ def run_streams_in_workers(settings: RunSettings, clips: list[list[np.ndarray]],
     from realtime.app import create_engine
     from realtime.errors import RealtimeError
     from realtime.pose.remote import EngineHost
-    from realtime.workers import split_cameras
+    from realtime.workers import host_slots, split_cameras
 
     workers = max(1, min(workers, n))
     ctx = mp.get_context("spawn")
@@ -301,7 +294,7 @@ def run_streams_in_workers(settings: RunSettings, clips: list[list[np.ndarray]],
     proc = psutil.Process()
     try:
         for w, indices in enumerate(groups):
-            slots = None if host is None else (engine.name, [host.slots[i] for i in indices])
+            slots = None if host is None else host_slots(engine, host, indices)
             p = ctx.Process(target=_streams_worker, name=f"camera-worker-{w}", daemon=True,
                             args=(w, workers, settings, n, indices, shared_clips, slots, seconds, go, results, draw))
             p.start()

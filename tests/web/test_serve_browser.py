@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, shared_file
+from conftest import REPO, live_events, shared_file
 
 pytest_plugins = ["webfakes"]  # the chromium fixture (not a conftest.py: that would shadow tests/conftest.py)
 
@@ -107,17 +107,7 @@ def serve(tmp_path):
 
 
 def _rep_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by the kill
-            continue
-        if record.get("type") == "rep":
-            out.append(record)
-    return out
+    return [record for record in live_events(path) if record.get("type") == "rep"]  # a line cut by the kill skipped
 
 
 def _summary_reps(path: Path) -> int:
