@@ -16,6 +16,8 @@ start within ``--tol`` s of a labelled start) as a diagnostic.
 
     python bench/eval_reps.py                       # extract (first run, a few minutes on 2 cores) + evaluate
     python bench/eval_reps.py --json out/eval_reps.json --plots out/eval_reps
+    python bench/eval_reps.py --analysis-fps 10     # as a camera capped with --analysis-fps 10: pose, tracking and
+                                                    # counting see only the kept frames (realtime.sources.rate)
 """
 
 from __future__ import annotations
@@ -50,36 +52,47 @@ def decode_upright(path: Path):
             yield img, fps
 
 
-def keypoints_for(video: Path, cache: Path, pose_model: str, estimator_box: dict) -> tuple[np.ndarray, float]:
-    """(T, 17, 3) keypoints (NaN rows = nobody found) and fps, from the cache or by running the pose engine."""
+def keypoints_for(video: Path, cache: Path, pose_model: str, estimator_box: dict,
+                  analysis_fps: float | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+    """(T, 17, 3) keypoints (NaN rows = nobody found), the clip's fps and the indices of the T frames analysed
+    (all of them, or those an ``analysis_fps`` cap keeps), from the cache or by running the pose engine."""
     if cache.exists():
         z = np.load(cache)
-        return z["keypoints"], float(z["fps"])
+        kps = z["keypoints"]
+        return kps, float(z["fps"]), z["frames"] if "frames" in z.files else np.arange(len(kps))
+    from realtime.sources.rate import AnalysisRate
+
+    rate = AnalysisRate(analysis_fps) if analysis_fps else None
     if "est" not in estimator_box:
         from realtime.pose import create_pose_estimator
 
         estimator_box["est"], _ = create_pose_estimator(pose_model)
     est = estimator_box["est"]
     est.reset()
-    kps, rates, t0 = [], [30.0], time.perf_counter()
-    for img, rate in decode_upright(video):
-        rates.append(rate)
+    kps, frames, rates, t0 = [], [], [30.0], time.perf_counter()
+    for i, (img, fps) in enumerate(decode_upright(video)):
+        rates.append(fps)
+        if rate is not None and not rate.keep(i / fps):
+            continue
+        frames.append(i)
         kp = est.estimate(img).keypoints
         kps.append(np.full((17, 3), np.nan, np.float32) if kp is None else np.asarray(kp, np.float32))
-    arr, fps = np.stack(kps), rates[-1]
+    arr, fps, idx = np.stack(kps), rates[-1], np.array(frames)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, keypoints=arr, fps=fps, pose_model=pose_model)
+    np.savez_compressed(cache, keypoints=arr, fps=fps, pose_model=pose_model, frames=idx)
     print(f"  extracted {video.name}: {len(arr)} frames in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return arr, fps
+    return arr, fps, idx
 
 
 def count_clip(kps: np.ndarray, fps: float, exercise: str, strictness: str, labels: str,
-               label_delay: float, classifier=None) -> dict:
+               label_delay: float, classifier=None, frames: np.ndarray | None = None) -> dict:
+    """``frames``: the clip frame index of each row of ``kps`` (default: every frame)."""
     fixed = exercise if labels == "given" else None
     ra = RepAnalyzer(strictness=strictness, exercise=fixed, fps=fps)
     if classifier is not None:
         classifier.reset()
-    for i, kp in enumerate(kps):
+    for i, kp in zip(range(len(kps)) if frames is None else frames, kps, strict=True):
+        i = int(i)
         t = i / fps
         k = None if np.isnan(kp).all() else kp
         label, conf = None, 1.0
@@ -158,10 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classifier-weights", default=None, help="classifier .safetensors (default: the shipped one)")
     ap.add_argument("--label-delay", type=float, default=1.0)
     ap.add_argument("--tol", type=float, default=1.0, help="rep-start matching tolerance, seconds")
+    ap.add_argument("--analysis-fps", type=float, default=None, metavar="FPS",
+                    help="analyse only the frames a camera capped at FPS keeps (run_live.py --analysis-fps)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plots", type=Path, default=None)
     add_verbose_argument(ap)
     args = ap.parse_args(argv)
+    if args.analysis_fps is not None and not 0.5 <= args.analysis_fps <= 240:
+        print("error: --analysis-fps must be from 0.5 to 240", file=sys.stderr)
+        return 2
     setup_logging(args.verbose)
 
     import pandas as pd
@@ -188,9 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         ex = EXERCISE_OF[rec.exercise]
         lab = pd.read_csv(args.data / rec.labels)
         truth_frames = [int(f) for f in np.flatnonzero(lab.label.to_numpy() > 0.5)]
-        cache = args.cache / rec.exercise / f"{rec.clip}.{args.pose_model}.npz"
-        kps, fps = keypoints_for(args.data / rec.video, cache, args.pose_model, box)
-        res = count_clip(kps, fps, ex, args.strictness, args.labels, args.label_delay, classifier)
+        capped = f".{args.analysis_fps:g}fps" if args.analysis_fps else ""
+        cache = args.cache / rec.exercise / f"{rec.clip}.{args.pose_model}{capped}.npz"
+        kps, fps, frames = keypoints_for(args.data / rec.video, cache, args.pose_model, box, args.analysis_fps)
+        res = count_clip(kps, fps, ex, args.strictness, args.labels, args.label_delay, classifier, frames)
         found = float((~np.isnan(kps).all(axis=(1, 2))).mean())
         hits = match_starts(res["starts"], truth_frames, args.tol * fps)
         rows.append({"exercise": ex, "clip": rec.clip, "frames": len(kps), "fps": round(fps, 3), "truth": len(truth_frames),
@@ -206,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['exercise']:8} {r['clip']:12} {r['truth']:4d} {r['live']:4d} {r['final']:5d} {r['started']:7d} "
               f"{r['start_hits']:4d}/{r['truth']:<4d} {r['person_found']:6.2f}")
-    out = {"pose_model": args.pose_model, "strictness": args.strictness, "labels": args.labels, "clips": rows,
+    out = {"pose_model": args.pose_model, "strictness": args.strictness, "labels": args.labels,
+           "analysis_fps": args.analysis_fps, "clips": rows,
            "summary": {}}
     groups = {"all": rows, **{ex: [r for r in rows if r["exercise"] == ex] for ex in EXERCISE_OF.values()}}
     print(f"\n{'group':8} {'count':7} {'clips':>5} {'true':>5} {'MAE':>6} {'MAE/mean':>8} {'exact':>6} {'±1':>6} {'bias':>6}")

@@ -178,7 +178,8 @@ def _open_outputs(settings: RunSettings, cameras: list[Camera], engine_name: str
             classes = list(cam.stages[1].classes) if cam.stages else None
             cam.events.write({"type": "start", "source": cam.settings.name if src is None else src.source_id,
                               "pose": engine_name, "pose_reason": reason, "classes": classes,
-                              "fps": getattr(src, "fps", None), "size": list(getattr(src, "size", (0, 0))),
+                              "fps": getattr(src, "fps", None), "analysis_fps": cam.settings.analysis_fps,
+                              "size": list(getattr(src, "size", (0, 0))),
                               "error": cam.error})
     if settings.save:
         if settings.multi:
@@ -188,7 +189,7 @@ def _open_outputs(settings: RunSettings, cameras: list[Camera], engine_name: str
                 continue
             path = Path(settings.save) / f"{cam.settings.name}.mp4" if settings.multi else Path(settings.save)
             if cam.source.size[0] > 0:
-                cam.video = VideoFileSink(path, cam.source.fps, cam.source.size)
+                cam.video = VideoFileSink(path, cam.source.delivered_fps, cam.source.size)
                 to_close.append(cam.video)
             else:  # a live camera that is not up yet: the writer is made at its first frame
                 cam.video_factory = lambda fps, size, path=path: _late_video(path, fps, size, to_close)
@@ -242,7 +243,7 @@ def open_sources(settings: RunSettings, stop: threading.Event, on_event: Callabl
     for cam_settings in settings.cameras:
         cam = Camera(cam_settings)
         capture = Capture(cam_settings.source, realtime=cam_settings.realtime,
-                          rtsp_transport=cam_settings.rtsp_transport,
+                          rtsp_transport=cam_settings.rtsp_transport, analysis_fps=cam_settings.analysis_fps,
                           on_event=lambda e, cam=cam: on_event(cam, e))
         try:
             capture.open()
@@ -455,7 +456,9 @@ def _print_summary(summaries: dict[str, dict], multi: bool) -> None:
             continue
         out.print(
             f"{head}[bold]done[/] ({summary['stopped_by']}): read {summary['frames_read']}, processed "
-            f"{summary['frames_processed']}, dropped {summary['frames_dropped']}, {summary['fps']} fps"
+            f"{summary['frames_processed']}, dropped {summary['frames_dropped']}, "
+            + (f"skipped {summary['frames_skipped']} (analysis rate), " if summary.get("frames_skipped") else "")
+            + f"{summary['fps']} fps"
         )
         reps = summary.get("reps") or {}
         labels = reps.get("labels") or {}

@@ -33,10 +33,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                      "several times for several cameras (named cam0, cam1, ... or NAME=SOURCE)")
     src.add_argument("--cameras", default=None, metavar="FILE.toml",
                      help="camera list: [[camera]] tables with name, source and optional exercise, pick, "
-                     "strictness, rtsp_transport, realtime")
+                     "strictness, rtsp_transport, realtime, analysis_fps")
     src.add_argument("--realtime", action="store_true",
                      help="pace a video file like a camera (frames are dropped when processing is slower)")
     src.add_argument("--rtsp-transport", choices=("tcp", "udp"), default="tcp")
+    src.add_argument("--analysis-fps", type=float, default=None, metavar="FPS",
+                     help="analyse at most FPS frames a second of each camera, evenly spaced; the others are skipped "
+                     "before they are converted (default: every frame). Leaves CPU for more cameras and the web view; "
+                     "the classifier keeps its accuracy down to 5 fps (docs/benchmarks.md)")
     src.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N processed frames")
     pose = p.add_argument_group("pose")
     pose.add_argument("--pose-model", default="auto", metavar="MODEL",

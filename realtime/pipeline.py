@@ -134,6 +134,7 @@ class RunOutcome:
     error: str | None
     stopped_by: str  # "end" | "user" | "max-frames" | "error"
     summary: dict[str, Any] = field(default_factory=dict)
+    frames_skipped: int = 0  # left out by the camera's analysis rate (not drops: never meant to be analysed)
 
 
 class FrameListener(Protocol):
@@ -285,7 +286,7 @@ class CameraPipeline:
             self.events.frame(result)
         if self.video is None and self._video_factory is not None:
             h, w = image.shape[:2]
-            self.video = self._video_factory(self.source.fps, (w, h))
+            self.video = self._video_factory(getattr(self.source, "delivered_fps", self.source.fps), (w, h))
         if self.video is not None:
             self.video.write(image)
         self.stats.add("sinks", (time.perf_counter() - t) * 1000)
@@ -405,6 +406,7 @@ class CameraPipeline:
             duration_s=(self._end_t or time.monotonic()) - self._start_t,
             error=error,
             stopped_by=stopped_by,
+            frames_skipped=int(getattr(src, "frames_skipped", 0)),
         )
 
 
@@ -521,6 +523,7 @@ def summary_record(outcome: RunOutcome, stats: RunStats, extra: dict[str, Any]) 
         "frames_read": outcome.frames_read,
         "frames_processed": outcome.frames_processed,
         "frames_dropped": outcome.frames_dropped,
+        "frames_skipped": outcome.frames_skipped,
         "duration_s": round(outcome.duration_s, 3),
         "fps": round(outcome.frames_processed / outcome.duration_s, 2) if outcome.duration_s > 0 else 0.0,
         "stage_ms": stages,

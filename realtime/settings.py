@@ -21,7 +21,7 @@ STRICTNESS = ("relaxed", "normal", "strict")
 RTSP_TRANSPORTS = ("tcp", "udp")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Keys a [[camera]] table may set; the optional ones default to the command line's value.
-CAMERA_KEYS = ("name", "source", "exercise", "pick", "strictness", "rtsp_transport", "realtime")
+CAMERA_KEYS = ("name", "source", "exercise", "pick", "strictness", "rtsp_transport", "realtime", "analysis_fps")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class CameraSettings:
     strictness: str = "normal"
     rtsp_transport: str = "tcp"
     realtime: bool = False  # pace a file like a camera
+    analysis_fps: float | None = None  # analyse at most this many frames a second (None: every frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,10 @@ def _check_camera(cam: CameraSettings, where: str) -> CameraSettings:
         raise RealtimeError(f"{where}: camera {cam.name!r}: rtsp_transport must be tcp or udp")
     if not isinstance(cam.realtime, bool):
         raise RealtimeError(f"{where}: camera {cam.name!r}: realtime must be true or false")
+    fps = cam.analysis_fps
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0.5 <= fps <= 240):
+        raise RealtimeError(f"{where}: camera {cam.name!r}: analysis_fps must be a number of frames per second "
+                            f"from 0.5 to 240, not {fps!r}")
     try:
         parse_pick(cam.pick)
     except RealtimeError:
@@ -169,7 +174,8 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         raise RealtimeError("give the cameras either with --cameras FILE or with --source, not both")
     parse_pick(args.pick)  # a bad --pick fails before any source, model or output is opened
     defaults = CameraSettings(name="cam0", source="0", exercise=args.exercise, pick=str(args.pick),
-                              strictness=args.strictness, rtsp_transport=args.rtsp_transport, realtime=args.realtime)
+                              strictness=args.strictness, rtsp_transport=args.rtsp_transport, realtime=args.realtime,
+                              analysis_fps=args.analysis_fps)
     if args.cameras:
         cameras = cameras_from_toml(args.cameras, defaults)
     else:

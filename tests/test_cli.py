@@ -76,6 +76,26 @@ def test_max_frames(tmp_path, squat_clip):
     assert sum(e["type"] == "frame" for e in read_events(ev)) == 12
 
 
+def test_analysis_fps_analyses_every_third_frame_and_saves_a_true_speed_video(tmp_path, squat_clip):
+    out, ev = tmp_path / "o.mp4", tmp_path / "e.jsonl"
+    proc = run_cli("--source", str(squat_clip), "--headless", "--analysis-fps", "10", "--save", str(out),
+                   "--events", str(ev))
+    assert proc.returncode == 0, proc.stderr
+    events = read_events(ev)
+    frames = [e for e in events if e["type"] == "frame"]
+    n = len(Path(str(squat_clip).replace("videos", "labels").replace(".mp4", ".csv")).read_text().splitlines()) - 1
+    assert [f["frame"] for f in frames] == list(range(0, n, 3))  # the clip's own frame numbers, evenly spaced
+    assert events[0]["type"] == "start" and events[0]["analysis_fps"] == 10
+    summary = events[-1]
+    assert (summary["frames_read"], summary["frames_processed"]) == (n, len(frames))
+    assert summary["frames_skipped"] == n - len(frames) and summary["frames_dropped"] == 0
+    assert f"skipped {n - len(frames)} (analysis rate)" in proc.stdout
+    with av.open(str(out)) as c:  # 10 frames a second of video: it plays as long as the clip, not 3x faster
+        stream = c.streams.video[0]
+        assert stream.average_rate == 10
+        assert sum(1 for _ in c.decode(video=0)) == len(frames)
+
+
 BAD_INPUTS = [
     "missing-file", "empty-file", "text-as-mp4", "truncated-mp4", "unknown-scheme", "no-such-webcam",
     "missing-weights", "corrupt-weights", "corrupt-classifier", "classifier-with-other-classes",

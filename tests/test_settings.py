@@ -82,19 +82,22 @@ name = "bar"
 source = "bar.mp4"
 pick = 1
 realtime = true
+analysis_fps = 10
 
 [[camera]]
 name = "webcam"
 source = 0
 pick = "center"
 """)
-    s = settings("--cameras", str(toml), "--strictness", "relaxed", "--exercise", "pushup")
+    s = settings("--cameras", str(toml), "--strictness", "relaxed", "--exercise", "pushup", "--analysis-fps", "12.5")
     rack, bar, webcam = s.cameras
     assert rack == CameraSettings("rack", "rtsp://10.0.0.5/rack?stream=1", exercise="squat", strictness="strict",
-                                  rtsp_transport="udp")
+                                  rtsp_transport="udp", analysis_fps=12.5)
     # what a camera does not set comes from the command line
-    assert bar == CameraSettings("bar", "bar.mp4", exercise="pushup", pick=1, strictness="relaxed", realtime=True)
-    assert webcam == CameraSettings("webcam", "0", exercise="pushup", pick="center", strictness="relaxed")
+    assert bar == CameraSettings("bar", "bar.mp4", exercise="pushup", pick=1, strictness="relaxed", realtime=True,
+                                 analysis_fps=10)
+    assert webcam == CameraSettings("webcam", "0", exercise="pushup", pick="center", strictness="relaxed",
+                                    analysis_fps=12.5)
     assert s.multi
 
 
@@ -117,6 +120,11 @@ BAD = {  # case: (arguments, with {toml} / {clip} filled in; camera list text or
     "bad-transport": (["--cameras", "{toml}"], GOOD_CAMERA + 'rtsp_transport = "http"\n', "rtsp_transport"),
     "realtime-not-bool": (["--cameras", "{toml}"], GOOD_CAMERA + 'realtime = "yes"\n', "realtime"),
     "bad-pick": (["--cameras", "{toml}"], GOOD_CAMERA + 'pick = "tallest"\n', "tallest"),
+    "analysis-fps-zero": (["--cameras", "{toml}"], GOOD_CAMERA + 'analysis_fps = 0\n', "analysis_fps must be"),
+    "analysis-fps-text": (["--cameras", "{toml}"], GOOD_CAMERA + 'analysis_fps = "ten"\n', "'ten'"),
+    "analysis-fps-option-negative": (["--source", "{clip}", "--analysis-fps", "-5"], None, "analysis_fps must be"),
+    "analysis-fps-option-nan": (["--source", "{clip}", "--analysis-fps", "nan"], None, "analysis_fps must be"),
+    "analysis-fps-option-text": (["--source", "{clip}", "--analysis-fps", "fast"], None, "invalid float value"),
     "cameras-and-source": (["--cameras", "{toml}", "--source", "{clip}"], GOOD_CAMERA, "not both"),
     "duplicate-source-names": (["--source", "a={clip}", "--source", "a={clip}"], None, "duplicate camera name 'a'"),
     "bad-pick-option": (["--source", "{clip}", "--source", "{clip}", "--pick", "tallest"], None, "tallest"),

@@ -28,6 +28,7 @@ import numpy as np
 
 from realtime.errors import SourceError
 from realtime.sources.decode import frame_to_bgr, stream_fps
+from realtime.sources.rate import AnalysisRate, delivered_fps
 from realtime.sources.ring_buffer import DropPolicy, RingBuffer
 from realtime.sources.urls import (  # noqa: F401 - redact, parse_source and SourceSpec are part of this module's API
     NETWORK_SCHEMES,
@@ -49,12 +50,13 @@ _MAX_BAD_PACKETS = 50  # consecutive undecodable packets before a file counts as
 class CaptureStats:
     """A snapshot of the capture thread's counters."""
 
-    frames_read: int  # frames taken from the source (including ones dropped later)
+    frames_read: int  # frames taken from the source (including ones dropped or skipped later)
     frames_dropped: int  # frames evicted by the ring buffer because the consumer was slower
     buffer_fill: int
     buffer_capacity: int
     reconnects: int  # successful reconnections of a live source
-    fps_in: float  # measured read rate over the last ~second of frames
+    fps_in: float  # measured rate of frames handed on, over the last ~second
+    frames_skipped: int = 0  # frames left out by the analysis rate (``analysis_fps``), never converted
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -116,6 +118,15 @@ class _ReadError(Exception):
     """A source failed after it was opened (message already redacted, one line)."""
 
 
+# What a reader hands the capture loop: a call that makes the BGR image (conversion is the costly part of a read,
+# so a frame the analysis rate skips is never converted), the media time (files) and the capture time.
+_Read = tuple[Callable[[], np.ndarray], float | None, float]
+
+
+def _ready(image: np.ndarray) -> Callable[[], np.ndarray]:
+    return lambda: image
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Readers: one per open connection. ``open()`` validates by decoding the first frame (kept for the first read),
 # ``read()`` returns (upright BGR image, media time or None, monotonic decode time) or None at the end, and raises
@@ -142,7 +153,7 @@ class _AvReader:
         self.packets = 0
         self.bad_packets = 0
         self._frames: Iterator[Any] | None = None
-        self._pending: tuple[np.ndarray, float | None, float] | None = None
+        self._pending: _Read | None = None
 
     def _options(self) -> dict[str, str]:
         if not self.network:
@@ -186,8 +197,9 @@ class _AvReader:
             self.close()
             what = "stream sent" if self.network else "file has"
             raise SourceError(f"{sid}: the {what} no decodable video frames; check the source")
-        self._pending = first
-        h, w = first[0].shape[:2]
+        image = first[0]()
+        self._pending = (_ready(image), first[1], first[2])
+        h, w = image.shape[:2]
         self.size = (w, h)
 
     def _raise_open_error(self, e: BaseException, elapsed: float) -> None:
@@ -246,7 +258,7 @@ class _AvReader:
             bad_run = 0
             yield from frames
 
-    def _next(self) -> tuple[np.ndarray, float | None, float] | None:
+    def _next(self) -> _Read | None:
         import av
 
         assert self._frames is not None
@@ -258,11 +270,10 @@ class _AvReader:
             raise _ReadError(_av_reason(e)) from None
         if frame is None:
             return None
-        image = frame_to_bgr(frame)
         media_t = None if self.network or frame.time is None else float(frame.time)
-        return image, media_t, time.monotonic()
+        return (lambda: frame_to_bgr(frame)), media_t, time.monotonic()
 
-    def read(self) -> tuple[np.ndarray, float | None, float] | None:
+    def read(self) -> _Read | None:
         if self._pending is not None:
             item, self._pending = self._pending, None
             return item
@@ -293,7 +304,7 @@ class _CvReader:
         self.size = (0, 0)
         self.expected_frames = 0
         self.has_duration = False
-        self._pending: tuple[np.ndarray, None, float] | None = None
+        self._pending: _Read | None = None
 
     def open(self) -> None:
         sid = self.spec.source_id
@@ -316,17 +327,22 @@ class _CvReader:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 1.0 <= fps <= 240.0 else DEFAULT_FPS
         self.cap = cap
-        self._pending = (image, None, time.monotonic())
+        self._pending = (_ready(image), None, time.monotonic())
         self.size = (image.shape[1], image.shape[0])
 
-    def read(self) -> tuple[np.ndarray, None, float] | None:
+    def read(self) -> _Read | None:
         if self._pending is not None:
             item, self._pending = self._pending, None
             return item
-        ok, image = self.cap.read()
+        if not self.cap.grab():  # grab now, retrieve (decode to BGR) only if the frame is kept
+            raise _ReadError("camera stopped delivering frames")
+        return self._retrieve, None, time.monotonic()
+
+    def _retrieve(self) -> np.ndarray:
+        ok, image = self.cap.retrieve()
         if not ok or image is None:
             raise _ReadError("camera stopped delivering frames")
-        return image, None, time.monotonic()
+        return image
 
     def close(self) -> None:
         cap, self.cap = self.cap, None
@@ -353,10 +369,15 @@ class Capture:
         read_timeout_s: float = 5.0,
         reconnect: bool = True,
         max_backoff_s: float = 8.0,
+        analysis_fps: float | None = None,
         on_event: Callable[[dict], None] | None = None,
     ) -> None:
         if rtsp_transport not in ("tcp", "udp"):
             raise SourceError(f"unknown RTSP transport '{rtsp_transport}': use tcp or udp")
+        try:
+            self._rate = AnalysisRate(analysis_fps) if analysis_fps is not None else None
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
         if capacity < 1:
             raise SourceError(f"capture buffer capacity must be at least 1, got {capacity}")
         self.spec = parse_source(spec)
@@ -381,6 +402,7 @@ class Capture:
         self._state = "idle"
         self._error: str | None = None
         self._next_index = 0
+        self._skipped = 0
         self._reconnects = 0
         self._read_times: deque[float] = deque(maxlen=31)
         self._lock = threading.Lock()
@@ -395,6 +417,17 @@ class Capture:
     def error(self) -> str | None:
         """One-line reason when a file broke mid-way or a live source was lost for good; else None."""
         return self._error
+
+    @property
+    def analysis_fps(self) -> float | None:
+        """The cap on frames a second handed on (None: every frame)."""
+        return self._rate.fps if self._rate is not None else None
+
+    @property
+    def delivered_fps(self) -> float:
+        """Frames a second this source hands on when nothing is dropped: its rate, or the analysis cap if lower
+        (the rate to write its overlay video at)."""
+        return delivered_fps(self.fps, self.analysis_fps)
 
     @property
     def ended(self) -> bool:
@@ -471,6 +504,7 @@ class Capture:
             buffer_capacity=self.capacity,
             reconnects=self._reconnects,
             fps_in=fps_in,
+            frames_skipped=self._skipped,
         )
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -579,6 +613,18 @@ class Capture:
                 item = reader.read()
             except _ReadError as e:
                 item, failure = None, str(e)
+            image = None
+            if item is not None and not self._stop.is_set():
+                convert, media_t, captured_t = item
+                index = self._next_index
+                file_t = media_t if media_t is not None else index / self.fps
+                # Judged by the frame's own time, so a file keeps the same frames paced or not.
+                kept = self._rate is None or self._rate.keep(file_t if self.spec.kind == "file" else captured_t)
+                if kept:
+                    try:
+                        image = convert()
+                    except _ReadError as e:
+                        item, failure = None, str(e)
             if self._stop.is_set():
                 return
             if item is None:
@@ -588,18 +634,18 @@ class Capture:
                 if not self._recover(failure or "the stream ended"):
                     return
                 continue
-            image, media_t, captured_t = item
-            index = self._next_index
+            self._next_index = index + 1
+            if image is None:  # skipped by the analysis rate: counted, never converted, not paced
+                self._skipped += 1
+                continue
             if self.realtime and self.spec.kind == "file":
                 # Pace the file like a camera: frame i is "captured" at pace_t0 + its media time.
-                mt = media_t if media_t is not None else index / self.fps
                 if pace_t0 is None:
-                    pace_t0, media_t0 = time.monotonic(), mt
-                delay = pace_t0 + (mt - media_t0) - time.monotonic()
+                    pace_t0, media_t0 = time.monotonic(), file_t
+                delay = pace_t0 + (file_t - media_t0) - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
                 captured_t = time.monotonic()  # a paced file frame is "captured" when it is due
-            self._next_index = index + 1
             self._read_times.append(captured_t)
             frame = Frame(image=image, index=index, t=captured_t, source_id=self.source_id, media_t=media_t)
             if not ring.put(frame):

@@ -91,6 +91,42 @@ def test_realtime_file_is_paced_and_drops_for_slow_consumer(tmp_path):
     assert 20 < stats.fps_in < 40
 
 
+def test_analysis_rate_keeps_evenly_spaced_frames_and_never_converts_the_rest(clip, monkeypatch):
+    import realtime.sources.capture as capture_module
+
+    converted = []
+    real = capture_module.frame_to_bgr
+    monkeypatch.setattr(capture_module, "frame_to_bgr", lambda f: converted.append(1) or real(f))
+    with Capture(clip, capacity=2, analysis_fps=10) as cap:
+        assert (cap.fps, cap.analysis_fps, cap.delivered_fps) == (30.0, 10.0, 10.0)
+        cap.start()
+        frames = read_all(cap, delay=0.003)
+        stats = cap.stats()
+    assert [f.index for f in frames] == list(range(0, 60, 3))  # indices stay the file's frame numbers
+    assert [frame_number(f.image) for f in frames] == list(range(0, 60, 3))
+    assert (stats.frames_read, stats.frames_skipped, stats.frames_dropped) == (60, 40, 0)
+    assert len(converted) == 20  # the skipped frames were decoded (H.264 needs them) but never converted to BGR
+
+
+def test_analysis_rate_keeps_the_same_frames_when_paced(clip):
+    cap = Capture(clip, realtime=True, capacity=4, analysis_fps=10).open()
+    t0 = time.monotonic()
+    cap.start()
+    frames = read_all(cap)
+    elapsed = time.monotonic() - t0
+    stats = cap.stats()
+    cap.stop()
+    assert [f.index for f in frames] == list(range(0, 60, 3))
+    assert elapsed >= 57 / 30 - 0.05  # still paced at the file's own clock
+    assert stats.frames_dropped == 0 and stats.frames_skipped == 40
+    assert 7 < stats.fps_in < 13
+
+
+def test_bad_analysis_rate_is_a_source_error(clip):
+    with pytest.raises(SourceError, match="analysis rate must be a positive number"):
+        Capture(clip, analysis_fps=0)
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command to write rotation metadata")
 @pytest.mark.parametrize("rotate", [90, 270, 180])
 def test_rotation_metadata_is_honoured(clip, tmp_path, rotate):
@@ -297,6 +333,33 @@ def test_webcam_path_with_opencv_reader(clip):
     assert seen == sorted(set(seen))
     cap.stop()
     assert cap.stats().reconnects >= 1 and cap.state == "ended"
+
+
+def test_webcam_analysis_rate_retrieves_only_kept_frames(clip, monkeypatch):
+    """OpenCV reader: every frame is grabbed, only the kept ones are retrieved (decoded to BGR)."""
+    cap = Capture("0", reconnect=False, analysis_fps=5)
+    cap.spec = SourceSpec("webcam", str(clip), "webcam:0")
+    cap.open()
+    retrieved = []
+    real_cap = cap._reader.cap
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(real_cap, name)
+
+        def retrieve(self):
+            retrieved.append(1)
+            return real_cap.retrieve()
+
+    cap._reader.cap = Counting()
+    cap.start()
+    frames = read_all(cap)
+    stats = cap.stats()
+    cap.stop()
+    # a "webcam" file is read as fast as it decodes, so capture times decide: far fewer frames than 60 are kept
+    assert stats.frames_read == 60 and stats.frames_skipped == 60 - len(frames)
+    assert len(frames) < 30 and len(retrieved) == len(frames) - 1  # the first frame came with open()
+    assert all(frame_number(f.image) == f.index for f in frames)
 
 
 def test_webcam_loss_without_reconnect_fails_cleanly(clip):
