@@ -5,20 +5,22 @@ Real clips (looped into a temporary file with ffmpeg ``-stream_loop``, stream co
 repository) are served as 4 ``--realtime`` cameras. After a warm-up, three windows in one run:
 
   A1  no viewers for ``--baseline`` seconds;
-  B   ``--viewers`` HTTP clients on 127.0.0.1 (httpx, asyncio), each watching what the camera wall shows (every
+  B1  ``--viewers`` HTTP clients on 127.0.0.1 (httpx, asyncio), each watching what the camera wall shows (every
       camera's tile-size MJPEG stream and the SSE channel), for ``--seconds``; plus one client that asks for a
       full-size stream and then stops reading (stalled socket);
-  A2  no viewers again.
+  A2  no viewers again;
+  B2, A3, ...  with ``--rounds N``, N viewing windows in all (the stalled client only in B1): memory that grows
+      again in B2 is a leak, a step in B1 that stays is the viewers' buffers.
 
 The analyzer's fps per camera comes from the ``/metrics`` counters (``realtime_camera_frames_processed``) sampled
 every second; the server's RSS and CPU time from psutil. Reported: fps per camera and window, the ratio
-B / mean(A1, A2) (goal > 0.9), RSS over time (flat?), what the viewers received, and when the stalled client was
+mean(B) / mean(A) (goal > 0.9), RSS over time (flat?), what the viewers received, and when the stalled client was
 dropped and what the cameras did meanwhile. The clients run on the same machine as the server, standing in for
 browsers on other machines: by default at idle CPU priority (``--client-priority normal`` to let them compete with
 the analyzer); their CPU time is reported beside the server's.
 
-    python bench/web_load.py [--seconds 120] [--baseline 60] [--viewers 20] [--serve-arg=--stream-fps=5 ...]
-                             [--json out/web_load.json]
+    python bench/web_load.py [--seconds 120] [--baseline 60] [--viewers 20] [--rounds 1]
+                             [--serve-arg=--analysis-fps=10 ...] [--json out/web_load.json]
 """
 
 from __future__ import annotations
@@ -309,7 +311,7 @@ def run(args: argparse.Namespace, work: Path) -> Report:
     for path in cameras.values():
         if not path.exists():
             raise SystemExit(f"error: {path} not found (real clips live in ../shared/data)")
-    total = args.warmup + 2 * args.baseline + args.seconds + 90  # + start-up and slack
+    total = args.warmup + (args.rounds + 1) * args.baseline + args.rounds * (args.seconds + 30) + 90  # + start-up and slack
     looped = {name: loop_clip(path, work / f"{name}.mp4", total) for name, path in cameras.items()}
     log.info("looped clips ready (%.0f s each)", total)
     proc, url = start_serve(looped, work / "gym.sqlite", work / "serve.log", tuple(args.serve_arg))
@@ -327,33 +329,37 @@ def run(args: argparse.Namespace, work: Path) -> Report:
         time.sleep(args.warmup)
         marks: dict[str, tuple[float, float]] = {}
 
-        t0 = time.monotonic()
-        log.info("A1: no viewers, %.0f s", args.baseline)
-        time.sleep(args.baseline)
-        marks["A1"] = (t0, time.monotonic())
+        def idle_window(name: str) -> None:
+            log.info("%s: no viewers, %.0f s", name, args.baseline)
+            t0 = time.monotonic()
+            time.sleep(args.baseline)
+            marks[name] = (t0, time.monotonic())
 
-        log.info("B: %d viewers x (%d MJPEG + SSE) and one stalled client, %.0f s", args.viewers, len(cameras),
-                 args.seconds)
-        t0 = time.monotonic()
-        stalled_box: dict = {}
+        idle_window("A1")
+        streams: list[StreamStats] = []
+        for k in range(1, args.rounds + 1):
+            log.info("B%d: %d viewers x (%d MJPEG + SSE)%s, %.0f s", k, args.viewers, len(cameras),
+                     " and one stalled client" if k == 1 else "", args.seconds)
+            t0 = time.monotonic()
+            stalled_box: dict = {}
 
-        def stall_later() -> None:  # once the viewers are connected
-            time.sleep(min(3.0, args.seconds / 4))
-            stalled_box["client"] = StalledClient(url, next(iter(cameras)))
+            def stall_later(box: dict = stalled_box) -> None:  # once the viewers are connected
+                time.sleep(min(3.0, args.seconds / 4))
+                box["client"] = StalledClient(url, next(iter(cameras)))
 
-        staller = threading.Thread(target=stall_later, daemon=True)
-        staller.start()
-        streams = asyncio.run(viewers(url, list(cameras), args.viewers, args.seconds))
-        marks["B"] = (t0, time.monotonic())
-        staller.join(10)
-        stalled = stalled_box.get("client")
-        wait_until("the viewers to be gone", lambda: (s := sampler.latest()) is not None and s.video_clients <= 0
-                   and s.event_clients <= 0, 30, proc)
-
-        log.info("A2: no viewers, %.0f s", args.baseline)
-        t0 = time.monotonic()
-        time.sleep(args.baseline)
-        marks["A2"] = (t0, time.monotonic())
+            staller = threading.Thread(target=stall_later, daemon=True)
+            if k == 1:
+                staller.start()
+            streams += asyncio.run(viewers(url, list(cameras), args.viewers, args.seconds))
+            marks[f"B{k}"] = (t0, time.monotonic())
+            if k == 1:
+                staller.join(10)
+                stalled = stalled_box.get("client")
+                if stalled is not None:  # its part is done once it was dropped (or the window is over)
+                    stalled.close()
+            wait_until("the viewers to be gone", lambda: (s := sampler.latest()) is not None and s.video_clients <= 0
+                       and s.event_clients <= 0, 30, proc)
+            idle_window(f"A{k + 1}")
     finally:
         try:
             if stalled is not None:
@@ -367,10 +373,15 @@ def run(args: argparse.Namespace, work: Path) -> Report:
     # ------------------------------------------------------------------ figures
     for name, (a, b) in marks.items():
         report.windows[name] = rates(sampler.window(a, b))
-    base = {c: statistics.fmean([report.windows["A1"]["fps"][c], report.windows["A2"]["fps"][c]]) for c in cameras}
-    loaded = report.windows["B"]["fps"]
+    idle = [w for n, w in report.windows.items() if n.startswith("A")]
+    watched = [w for n, w in report.windows.items() if n.startswith("B")]
+    base = {c: statistics.fmean(w["fps"][c] for w in idle) for c in cameras}
+    loaded = {c: statistics.fmean(w["fps"][c] for w in watched) for c in cameras}
     report.ratio = {"per_camera": {c: round(loaded[c] / base[c], 3) for c in cameras},
-                    "mean": round(statistics.fmean(loaded.values()) / statistics.fmean(base.values()), 3)}
+                    "mean": round(statistics.fmean(loaded.values()) / statistics.fmean(base.values()), 3),
+                    "per_round": [round(report.windows[f"B{k}"]["fps_mean"] / statistics.fmean(
+                        [report.windows[f"A{k}"]["fps_mean"], report.windows[f"A{k + 1}"]["fps_mean"]]), 3)
+                        for k in range(1, args.rounds + 1)]}
     video = [s for s in streams if s.kind == "video"]
     events = [s for s in streams if s.kind == "events"]
     report.viewer_streams = {
@@ -379,7 +390,7 @@ def run(args: argparse.Namespace, work: Path) -> Report:
         "video_fps_per_stream": {"mean": round(statistics.fmean(s.units / s.seconds for s in video), 2),
                                  "min": round(min(s.units / s.seconds for s in video), 2)},
         "sse_messages_per_s_per_client": round(statistics.fmean(s.units / s.seconds for s in events), 2),
-        "received_mb_per_s": round(sum(s.bytes for s in streams) / 2**20 / report.windows["B"]["seconds"], 2),
+        "received_mb_per_s": round(sum(s.bytes for s in streams) / 2**20 / sum(w["seconds"] for w in watched), 2),
     }
     all_samples = sampler.samples
     if stalled is not None:
@@ -390,12 +401,13 @@ def run(args: argparse.Namespace, work: Path) -> Report:
             entry["fps_while_stalled"] = rates(sampler.window(stalled.t0, drop.t)).get("fps")
         entry["clients_dropped_total"] = max(s.dropped_clients for s in all_samples)
         report.stalled = entry
-    first, last = marks["A1"][0], marks["A2"][1]
+    first, last = marks["A1"][0], marks[f"A{args.rounds + 1}"][1]
     run_samples = sampler.window(first, last)
     report.rss = {"start_mb": round(run_samples[0].rss_mb, 1), "end_mb": round(run_samples[-1].rss_mb, 1),
                   "max_mb": round(max(s.rss_mb for s in run_samples), 1),
                   "per_30s_mb": [round(s.rss_mb, 1) for s in run_samples[::30]],
-                  "web_per_30s_mb": [round(s.web_rss_mb, 1) for s in run_samples[::30]]}
+                  "web_per_30s_mb": [round(s.web_rss_mb, 1) for s in run_samples[::30]],
+                  "end_of_each_window_mb": {n: w["rss_mb"][1] for n, w in report.windows.items()}}
     report.sampler_errors = sampler.errors
     report.samples = [asdict(s) | {"t": round(s.t - first, 2)} for s in all_samples]
     return report
@@ -411,7 +423,8 @@ def print_report(r: Report) -> None:
         fps = ", ".join(f"{v:.1f}" for v in w["fps"].values())
         print(f"| {name} | {w['seconds']} | {fps} | {w['fps_mean']} | {w['encoded_per_s']} | {w['server_cores']} ({w['web_cores']}) | "
               f"{w['client_cores']} | {w['rss_mb'][0]} → {w['rss_mb'][1]} |")
-    print(f"fps ratio B / mean(A1, A2): {r.ratio['mean']} (per camera {r.ratio['per_camera']}); goal > 0.9: "
+    print(f"fps ratio mean(B) / mean(A): {r.ratio['mean']} (per camera {r.ratio['per_camera']}, per round "
+          f"{r.ratio['per_round']}); goal > 0.9: "
           f"{'met' if r.ratio['mean'] > 0.9 else 'NOT met'}")
     v = r.viewer_streams
     print(f"viewers: {v['video_streams']} MJPEG + {v['event_streams']} SSE streams, "
@@ -420,7 +433,8 @@ def print_report(r: Report) -> None:
           f"errors: {v['errors'] or 'none'}")
     print(f"stalled client: {r.stalled}")
     print(f"analyzer RSS: {r.rss['start_mb']} → {r.rss['end_mb']} MB (max {r.rss['max_mb']}); every 30 s: "
-          f"{r.rss['per_30s_mb']}; web process RSS every 30 s: {r.rss['web_per_30s_mb']}")
+          f"{r.rss['per_30s_mb']}; web process RSS every 30 s: {r.rss['web_per_30s_mb']}; at the end of each "
+          f"window: {r.rss['end_of_each_window_mb']}")
     print(f"serve exit code: {r.serve_exit}; sampler errors: {r.sampler_errors}")
 
 
@@ -434,6 +448,7 @@ def main() -> None:
     p.add_argument("--baseline", type=float, default=60.0, help="each window without viewers (default 60)")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds after every camera runs, before A1")
     p.add_argument("--viewers", type=int, default=20, help="HTTP clients, each on every camera + SSE (default 20)")
+    p.add_argument("--rounds", type=int, default=1, help="viewing windows, each followed by one without viewers")
     p.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for serve, e.g. --serve-arg=--stream-fps=5 (repeat for several)")
     p.add_argument("--client-priority", choices=PRIORITIES, default="idle",
@@ -445,8 +460,8 @@ def main() -> None:
     args = p.parse_args()
     setup_logging(max(1, args.verbose))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /metrics scrape otherwise
-    if args.seconds < 10 or args.baseline < 5 or args.viewers < 1:
-        raise SystemExit("error: --seconds >= 10, --baseline >= 5 and --viewers >= 1")
+    if args.seconds < 10 or args.baseline < 5 or args.viewers < 1 or args.rounds < 1:
+        raise SystemExit("error: --seconds >= 10, --baseline >= 5, --viewers >= 1 and --rounds >= 1")
     for tool in ("ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:
             raise SystemExit(f"error: {tool} not found (apt-get install -y ffmpeg)")
