@@ -348,6 +348,7 @@ class CameraPipeline:
             frames_read=src.frames_read,
             frames_processed=self.stats.frames_processed,
             frames_dropped=src.frames_dropped,
+            frames_skipped=int(getattr(src, "frames_skipped", 0)),
             buffer_fill=src.buffer_fill,
             buffer_capacity=src.buffer_capacity,
             label=pred.label if pred else None,

@@ -99,6 +99,7 @@ class WebFeed:
             "fps": round(snapshot.fps_out, 2),
             "frames_processed": snapshot.frames_processed,
             "frames_dropped": snapshot.frames_dropped,
+            "frames_skipped": snapshot.frames_skipped,
             "error": self.failed,
         })
         if image is not None:

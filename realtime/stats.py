@@ -41,6 +41,7 @@ class StatsSnapshot:
     reps: int = 0
     status: str = "ok"
     extra: dict[str, object] = field(default_factory=dict)
+    frames_skipped: int = 0  # left out by the camera's analysis rate (``--analysis-fps``)
 
 
 def bottleneck(mean_ms: dict[str, float]) -> str | None:

@@ -32,6 +32,8 @@ def render(snapshot: StatsSnapshot, header: str) -> Panel:
     info.append(f"   out {snapshot.fps_out:.1f} fps")
     info.append(f"   read {snapshot.frames_read}  processed {snapshot.frames_processed}")
     info.append(f"  dropped {snapshot.frames_dropped}", style="red" if snapshot.frames_dropped else "")
+    if snapshot.frames_skipped:
+        info.append(f"  skipped {snapshot.frames_skipped} (analysis rate)")
     info.append(f"   buffer {snapshot.buffer_fill}/{snapshot.buffer_capacity}\n")
     label = snapshot.label or "-"
     info.append(f"label {label} ({snapshot.confidence * 100:.0f}%)   reps {snapshot.reps}", style="bold cyan")

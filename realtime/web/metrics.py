@@ -32,6 +32,8 @@ class HubCollector:
         processed = CounterMetricFamily("realtime_camera_frames_processed", "Frames processed", labels=["camera"])
         dropped = CounterMetricFamily("realtime_camera_frames_dropped", "Frames dropped (latest-frame policy)",
                                       labels=["camera"])
+        skipped = CounterMetricFamily("realtime_camera_frames_skipped",
+                                      "Frames left out by the camera's analysis rate (--analysis-fps)", labels=["camera"])
         reps = CounterMetricFamily("realtime_camera_reps", "Finished reps published", labels=["camera"])
         shown = GaugeMetricFamily("realtime_camera_rep_count", "Rep count the camera shows now", labels=["camera"])
         state = GaugeMetricFamily("realtime_camera_state", "1 for the camera's current state",
@@ -43,7 +45,7 @@ class HubCollector:
         for name, latest, reps_total, frames_encoded in self.hub.camera_counters():
             latest = latest or {}
             for family, key in ((fps, "fps"), (processed, "frames_processed"), (dropped, "frames_dropped"),
-                                (shown, "reps")):
+                                (skipped, "frames_skipped"), (shown, "reps")):
                 value = _number(latest.get(key))
                 if value is not None:
                     family.add_metric([name], value)
@@ -53,7 +55,7 @@ class HubCollector:
             reps.add_metric([name], reps_total)
             encoded.add_metric([name], frames_encoded)
             viewers.add_metric([name], stats["cameras"].get(name, {}).get("viewers", 0))
-        yield from (fps, processed, dropped, reps, shown, state, encoded, viewers)
+        yield from (fps, processed, dropped, skipped, reps, shown, state, encoded, viewers)
         for key, value in sorted(self.hub.engine().items()):
             number = _number(value)
             if number is not None:

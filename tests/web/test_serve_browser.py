@@ -138,14 +138,15 @@ def _videos_playing(page, n: int) -> None:
 
 
 def test_serve_two_real_clips_in_chromium(chromium, serve, tmp_path):
-    """pullup-bar plays at camera speed (frames are dropped when the CPU is short, so its count is the one serve
-    logged); squat-rack is analysed frame by frame, so its count must be the plain CLI's for that clip alone."""
+    """pullup-bar plays at camera speed, analysed at 15 fps (frames are dropped when the CPU is short, so its count is
+    the one serve logged); squat-rack is analysed frame by frame, so its count must be the plain CLI's for that clip
+    alone."""
     clips = {"squat-rack": shared_file(SQUAT), "pullup-bar": shared_file(PULLUPS)}
     cli_run = _cli_count(clips["squat-rack"], tmp_path / "cli.jsonl")  # runs beside serve
     cameras = tmp_path / "cameras.toml"
     cameras.write_text(f'[[camera]]\nname = "squat-rack"\nsource = {json.dumps(str(clips["squat-rack"]))}\n\n'
                        f'[[camera]]\nname = "pullup-bar"\nsource = {json.dumps(str(clips["pullup-bar"]))}\n'
-                       'realtime = true\n')
+                       'realtime = true\nanalysis_fps = 15\n')
     token = secrets.token_hex(16)  # 32 characters
     events = tmp_path / "events"
     server = serve("--cameras", str(cameras), "--db", str(tmp_path / "gym.sqlite"), "--set-rest", "3",
@@ -191,6 +192,11 @@ def test_serve_two_real_clips_in_chromium(chromium, serve, tmp_path):
         cli = _summary_reps(tmp_path / "cli.jsonl")
         assert cli >= 2, f"the squat clip should give several reps, the CLI counted {cli}"
         assert expected["squat-rack"] == cli, f"serve counted {expected['squat-rack']}, the CLI alone {cli}"
+        summary = live_events(events / "pullup-bar.jsonl")[-1]  # half the 30-fps clip skipped by its analysis rate
+        assert summary["frames_skipped"] >= summary["frames_read"] // 2 - 1, summary
+        assert summary["frames_processed"] + summary["frames_dropped"] + summary["frames_skipped"] == \
+            summary["frames_read"]
+        assert server.get("api/cameras/pullup-bar")["state"]["frames_skipped"] > 0
         deadline = time.monotonic() + 10
         while (shown := {n: _reps_shown(page, n) for n in clips}) != expected and time.monotonic() < deadline:
             time.sleep(0.2)

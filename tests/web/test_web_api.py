@@ -43,7 +43,8 @@ def filled(hub, store, fakes):
     SetRecorder(store, "floor", host="h").on_rep(fake_rep(1), 1_700_090_000.0)
     hub.publish_state("rack1", {"camera": "rack1", "state": "live", "label": "squat", "confidence": np.float32(0.9),
                                 "exercise": "squat", "reps": 4, "last_rep": fake_rep(4), "cues": ["go deeper"],
-                                "fps": 29.7, "frames_processed": 900, "frames_dropped": 3, "error": None})
+                                "fps": 29.7, "frames_processed": 900, "frames_dropped": 3, "frames_skipped": 1800,
+                                "error": None})
     hub.publish_state("floor", {"camera": "floor", "state": "reconnecting", "reps": 0, "fps": 0.0,
                                 "frames_processed": 10, "frames_dropped": 0,
                                 "error": f"cannot read {SECRET_URL}: timed out"})
@@ -118,6 +119,8 @@ def test_healthz_and_metrics(client, hub):
     text = client.get("/metrics").text
     assert 'realtime_camera_fps{camera="rack1"} 29.7' in text
     assert 'realtime_camera_frames_dropped_total{camera="rack1"} 3.0' in text
+    assert 'realtime_camera_frames_skipped_total{camera="rack1"} 1800.0' in text
+    assert 'realtime_camera_frames_skipped_total{camera="floor"}' not in text  # a camera that does not say: no line
     assert 'realtime_camera_frames_processed_total{camera="rack1"} 900.0' in text
     assert 'realtime_camera_reps_total{camera="rack1"} 3.0' in text
     assert 'realtime_camera_state{camera="floor",state="reconnecting"} 1.0' in text
