@@ -613,8 +613,10 @@ class Capture:
                 item = reader.read()
             except _ReadError as e:
                 item, failure = None, str(e)
+            if self._stop.is_set():
+                return
             image = None
-            if item is not None and not self._stop.is_set():
+            if item is not None:
                 convert, media_t, captured_t = item
                 index = self._next_index
                 file_t = media_t if media_t is not None else index / self.fps
@@ -625,8 +627,6 @@ class Capture:
                         image = convert()
                     except _ReadError as e:
                         item, failure = None, str(e)
-            if self._stop.is_set():
-                return
             if item is None:
                 if not self._reconnectable:
                     self._finish_file(reader, failure)
