@@ -35,6 +35,8 @@ from realtime.stats import RunStats, StatsSnapshot
 from realtime.types import Frame, FrameResult, PoseResult
 
 log = logging.getLogger(__name__)
+RATE_HINT_AFTER_S = 30.0  # a live camera without a cap that drops this long ...
+RATE_HINT_DROPPED = 0.3  # ... more than this share of its frames gets one hint to set --analysis-fps
 
 POSE_SERVER_DOWN = "pose server unreachable"
 
@@ -197,6 +199,7 @@ class CameraPipeline:
         self.t0 = time.monotonic()
         self._start_t = self.t0
         self._end_t: float | None = None
+        self._rate_hint_due = True
 
     # Called from the capture thread.
     def on_source_event(self, event: dict) -> None:
@@ -292,6 +295,22 @@ class CameraPipeline:
         self.stats.add("sinks", (time.perf_counter() - t) * 1000)
         self.stats.frame_done(result.frame.t)
         self._last_result = result
+        if self._rate_hint_due and time.monotonic() - self._start_t >= RATE_HINT_AFTER_S:
+            self._rate_hint_due = False
+            self._hint_analysis_rate()
+
+    def _hint_analysis_rate(self) -> None:
+        """Once per run: a live camera that drops most of its frames is better served by a set analysis rate (the
+        frames then come evenly spaced, and the CPU they no longer take is left to the other cameras and viewers)."""
+        if not getattr(self.source, "is_live", False) or getattr(self.source, "analysis_fps", None) is not None:
+            return
+        src = self.source.stats()
+        if src.frames_read and src.frames_dropped > RATE_HINT_DROPPED * src.frames_read:
+            fps = self.stats.fps_out()
+            log.warning("camera %s: %.0f %% of its frames were dropped (%.1f of them analysed a second); "
+                        "--analysis-fps %d (or analysis_fps in cameras.toml) analyses evenly spaced frames and leaves "
+                        "CPU for the other cameras and the web view", self.name,
+                        100 * src.frames_dropped / src.frames_read, fps, max(1, math.floor(fps * 0.8)))
 
     def _pose_server_event(self, result: FrameResult) -> None:
         """A ``source``-style event when the remote pose server goes away and when it answers again."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -50,6 +51,24 @@ def test_live_source_drops_oldest_and_keeps_no_backlog():
     assert outcome.frames_read == outcome.frames_processed + outcome.frames_dropped + source.stats().buffer_fill
     # Latency stays bounded by the tiny buffer (no growing backlog): well under 0.5 s at p95.
     assert analyzer.stats.end_to_end().p95_ms < 500
+
+
+def test_a_live_camera_that_drops_most_frames_gets_one_hint_to_set_an_analysis_rate(monkeypatch, caplog):
+    import realtime.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "RATE_HINT_AFTER_S", 0.5)
+    source = SyntheticSource(_frames(10), fps=100, live=True, loop=True, duration_s=1.5, capacity=4)
+    with caplog.at_level("WARNING", logger="realtime.pipeline"):
+        Pipeline(source, Analyzer(FakeEstimator(delay_s=0.04)), name="rack", draw=False).run()
+    hints = [r.getMessage() for r in caplog.records if "--analysis-fps" in r.getMessage()]
+    assert len(hints) == 1 and hints[0].startswith("camera rack: "), hints
+    suggested = int(re.search(r"--analysis-fps (\d+) ", hints[0]).group(1))
+    assert 10 <= suggested <= 24  # 80 % of the ~25 frames a second analysed
+    caplog.clear()
+    keeps_up = SyntheticSource(_frames(10), fps=20, live=True, loop=True, duration_s=1.0, capacity=4)
+    with caplog.at_level("WARNING", logger="realtime.pipeline"):
+        Pipeline(keeps_up, Analyzer(FakeEstimator()), draw=False).run()
+    assert not [r for r in caplog.records if "--analysis-fps" in r.getMessage()]
 
 
 def test_stop_event_ends_a_live_run_quickly():

@@ -127,6 +127,17 @@ def _ready(image: np.ndarray) -> Callable[[], np.ndarray]:
     return lambda: image
 
 
+@dataclass(frozen=True, slots=True)
+class _Unconverted:
+    """A live frame waiting in the ring buffer as decoded (YUV): :meth:`Capture.get` converts it, so the frames the
+    ring drops for a consumer that is behind are never converted."""
+
+    convert: Callable[[], np.ndarray]
+    index: int
+    t: float
+    media_t: float | None
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Readers: one per open connection. ``open()`` validates by decoding the first frame (kept for the first read),
 # ``read()`` returns (upright BGR image, media time or None, monotonic decode time) or None at the end, and raises
@@ -396,7 +407,7 @@ class Capture:
         self.is_live = self.spec.kind in ("webcam", "stream") or self.realtime
         self._reconnectable = self.spec.kind in ("webcam", "stream")
         self._reader: _AvReader | _CvReader | None = None
-        self._ring: RingBuffer[Frame] | None = None
+        self._ring: RingBuffer[Frame | _Unconverted] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._state = "idle"
@@ -488,7 +499,11 @@ class Capture:
         """The next frame, or None if none arrived within ``timeout`` s (check ``ended`` to tell the end)."""
         if self._ring is None:
             return None
-        return self._ring.get(timeout)
+        item = self._ring.get(timeout)
+        if isinstance(item, _Unconverted):
+            return Frame(image=item.convert(), index=item.index, t=item.t, source_id=self.source_id,
+                         media_t=item.media_t)
+        return item
 
     def stats(self) -> CaptureStats:
         ring = self._ring
@@ -615,14 +630,18 @@ class Capture:
                 item, failure = None, str(e)
             if self._stop.is_set():
                 return
-            image = None
+            # A live PyAV frame is converted by the consumer (get), only if the ring has not dropped it by then.
+            # A file's frames are all analysed, so its capture thread converts them, beside the analysis.
+            # OpenCV must retrieve a grabbed frame before the next grab: here, at once.
+            deferred = self.is_live and isinstance(reader, _AvReader)
+            image, kept = None, False
             if item is not None:
                 convert, media_t, captured_t = item
                 index = self._next_index
                 file_t = media_t if media_t is not None else index / self.fps
                 # Judged by the frame's own time, so a file keeps the same frames paced or not.
                 kept = self._rate is None or self._rate.keep(file_t if self.spec.kind == "file" else captured_t)
-                if kept:
+                if kept and not deferred:
                     try:
                         image = convert()
                     except _ReadError as e:
@@ -635,7 +654,7 @@ class Capture:
                     return
                 continue
             self._next_index = index + 1
-            if image is None:  # skipped by the analysis rate: counted, never converted, not paced
+            if not kept:  # skipped by the analysis rate: counted, never converted, not paced
                 self._skipped += 1
                 continue
             if self.realtime and self.spec.kind == "file":
@@ -647,8 +666,11 @@ class Capture:
                     return
                 captured_t = time.monotonic()  # a paced file frame is "captured" when it is due
             self._read_times.append(captured_t)
-            frame = Frame(image=image, index=index, t=captured_t, source_id=self.source_id, media_t=media_t)
-            if not ring.put(frame):
+            if image is None:
+                entry: Frame | _Unconverted = _Unconverted(convert, index, captured_t, media_t)
+            else:
+                entry = Frame(image=image, index=index, t=captured_t, source_id=self.source_id, media_t=media_t)
+            if not ring.put(entry):
                 return  # closed by stop()
 
     def _finish_file(self, reader: _AvReader | _CvReader, failure: str | None) -> None:

@@ -91,6 +91,23 @@ def test_realtime_file_is_paced_and_drops_for_slow_consumer(tmp_path):
     assert 20 < stats.fps_in < 40
 
 
+def test_live_frames_dropped_for_a_slow_consumer_are_never_converted(tmp_path, monkeypatch):
+    import realtime.sources.capture as capture_module
+
+    converted = []
+    real = capture_module.frame_to_bgr
+    monkeypatch.setattr(capture_module, "frame_to_bgr", lambda f: converted.append(1) or real(f))
+    path = write_video(tmp_path / "rt.mp4", 45, (W, H), FPS, pattern="bits", options=X264)
+    with Capture(path, realtime=True, capacity=2) as cap:
+        cap.start()
+        frames = read_all(cap, delay=0.1)  # ~10 fps consumer against a 30 fps "camera"
+        stats = cap.stats()
+    assert stats.frames_dropped > 0 and len(frames) + stats.frames_dropped == 45
+    assert [frame_number(f.image) for f in frames] == [f.index for f in frames]  # converted late, still the right one
+    # the consumer converts what it takes (the first frame was converted when the file was opened), never a dropped one
+    assert len(frames) <= len(converted) <= len(frames) + 1 < 45
+
+
 def test_analysis_rate_keeps_evenly_spaced_frames_and_never_converts_the_rest(clip, monkeypatch):
     import realtime.sources.capture as capture_module
 
