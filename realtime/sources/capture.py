@@ -140,8 +140,8 @@ class _Unconverted:
 
 # --------------------------------------------------------------------------------------------------------------
 # Readers: one per open connection. ``open()`` validates by decoding the first frame (kept for the first read),
-# ``read()`` returns (upright BGR image, media time or None, monotonic decode time) or None at the end, and raises
-# _ReadError when the source breaks.
+# ``read()`` returns a ``_Read`` (a call that makes the upright BGR image, media time or None, monotonic decode time)
+# or None at the end, and raises _ReadError when the source breaks.
 # --------------------------------------------------------------------------------------------------------------
 def _av_reason(exc: BaseException) -> str:
     """FFmpeg's reason without the file name (which may hold credentials)."""
