@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from realtime.errors import PoseServerUnavailable
 from realtime.outputs.overlay import draw_overlay
 from realtime.stats import RunStats, StatsSnapshot
 from realtime.types import Frame, FrameResult, PoseResult
+
+if TYPE_CHECKING:
+    from realtime.sources.capture import CaptureStats
 
 log = logging.getLogger(__name__)
 RATE_HINT_AFTER_S = 30.0  # a live camera without a cap that drops this long ...
@@ -46,6 +49,8 @@ class FrameSource(Protocol):
 
     source_id: str
     fps: float
+    analysis_fps: float | None  # the cap on frames a second handed on, or None
+    delivered_fps: float  # frames a second handed on when nothing is dropped (the overlay video's rate)
     size: tuple[int, int]
     is_live: bool
     state: str
@@ -55,7 +60,7 @@ class FrameSource(Protocol):
     def get(self, timeout: float = 0.1) -> Frame | None: ...
     @property
     def ended(self) -> bool: ...
-    def stats(self) -> Any: ...
+    def stats(self) -> CaptureStats: ...
     def stop(self, timeout: float = 2.0) -> None: ...
 
 
@@ -289,7 +294,7 @@ class CameraPipeline:
             self.events.frame(result)
         if self.video is None and self._video_factory is not None:
             h, w = image.shape[:2]
-            self.video = self._video_factory(getattr(self.source, "delivered_fps", self.source.fps), (w, h))
+            self.video = self._video_factory(self.source.delivered_fps, (w, h))
         if self.video is not None:
             self.video.write(image)
         self.stats.add("sinks", (time.perf_counter() - t) * 1000)
@@ -302,7 +307,7 @@ class CameraPipeline:
     def _hint_analysis_rate(self) -> None:
         """Once per run: a live camera that drops most of its frames is better served by a set analysis rate (the
         frames then come evenly spaced, and the CPU they no longer take is left to the other cameras and viewers)."""
-        if not getattr(self.source, "is_live", False) or getattr(self.source, "analysis_fps", None) is not None:
+        if not self.source.is_live or self.source.analysis_fps is not None:
             return
         src = self.source.stats()
         if src.frames_read and src.frames_dropped > RATE_HINT_DROPPED * src.frames_read:
@@ -367,7 +372,7 @@ class CameraPipeline:
             frames_read=src.frames_read,
             frames_processed=self.stats.frames_processed,
             frames_dropped=src.frames_dropped,
-            frames_skipped=int(getattr(src, "frames_skipped", 0)),
+            frames_skipped=src.frames_skipped,
             buffer_fill=src.buffer_fill,
             buffer_capacity=src.buffer_capacity,
             label=pred.label if pred else None,
@@ -426,7 +431,7 @@ class CameraPipeline:
             duration_s=(self._end_t or time.monotonic()) - self._start_t,
             error=error,
             stopped_by=stopped_by,
-            frames_skipped=int(getattr(src, "frames_skipped", 0)),
+            frames_skipped=src.frames_skipped,
         )
 
 

@@ -50,6 +50,8 @@ class SyntheticSource:
             raise ValueError("SyntheticSource needs at least one frame")
         self._frames = frames
         self.fps = fps
+        self.analysis_fps: float | None = None  # every frame is handed on
+        self.delivered_fps = fps
         self.is_live = live
         self.loop = loop
         self.duration_s = duration_s
