@@ -177,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", type=Path, default=None)
     add_verbose_argument(ap)
     args = ap.parse_args(argv)
-    if args.analysis_fps is not None and not 0.5 <= args.analysis_fps <= 240:
-        print("error: --analysis-fps must be from 0.5 to 240", file=sys.stderr)
+    from realtime.sources.rate import ANALYSIS_FPS_RANGE
+
+    low, high = ANALYSIS_FPS_RANGE
+    if args.analysis_fps is not None and not low <= args.analysis_fps <= high:
+        print(f"error: --analysis-fps must be from {low:g} to {high:g}", file=sys.stderr)
         return 2
     setup_logging(args.verbose)
 

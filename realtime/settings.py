@@ -15,6 +15,7 @@ from pathlib import Path
 
 from realtime.errors import RealtimeError
 from realtime.pose.tracking import parse_pick
+from realtime.sources.rate import ANALYSIS_FPS_RANGE
 from realtime.types import EXERCISES
 
 STRICTNESS = ("relaxed", "normal", "strict")
@@ -97,10 +98,10 @@ def _check_camera(cam: CameraSettings, where: str) -> CameraSettings:
         raise RealtimeError(f"{where}: camera {cam.name!r}: rtsp_transport must be tcp or udp")
     if not isinstance(cam.realtime, bool):
         raise RealtimeError(f"{where}: camera {cam.name!r}: realtime must be true or false")
-    fps = cam.analysis_fps
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0.5 <= fps <= 240):
+    fps, (low, high) = cam.analysis_fps, ANALYSIS_FPS_RANGE
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not low <= fps <= high):
         raise RealtimeError(f"{where}: camera {cam.name!r}: analysis_fps must be a number of frames per second "
-                            f"from 0.5 to 240, not {fps!r}")
+                            f"from {low:g} to {high:g}, not {fps!r}")
     try:
         parse_pick(cam.pick)
     except RealtimeError:

@@ -17,6 +17,8 @@ import math
 # Slot k covers [k - PHASE, k + 1 - PHASE) / fps. 0.25 rather than 0: a frame due exactly on a slot boundary
 # (every 3rd frame of 30 fps at 10 fps) must not be lost to floating-point noise in its timestamp.
 PHASE = 0.25
+# What a user may set (--analysis-fps, analysis_fps): from one frame every 2 s to more than any camera delivers.
+ANALYSIS_FPS_RANGE = (0.5, 240.0)
 
 
 class AnalysisRate:
@@ -49,4 +51,4 @@ def delivered_fps(source_fps: float, cap: float | None) -> float:
     return min(source_fps, cap) if cap else source_fps
 
 
-__all__ = ["AnalysisRate", "delivered_fps"]
+__all__ = ["ANALYSIS_FPS_RANGE", "AnalysisRate", "delivered_fps"]
