@@ -335,24 +335,24 @@ def run(args: argparse.Namespace, work: Path) -> Report:
             time.sleep(args.baseline)
             marks[name] = (t0, time.monotonic())
 
+        stalled_box: dict = {}
+
+        def stall_later() -> None:  # once the viewers are connected
+            time.sleep(min(3.0, args.seconds / 4))
+            stalled_box["client"] = StalledClient(url, next(iter(cameras)))
+
         idle_window("A1")
         streams: list[StreamStats] = []
         for k in range(1, args.rounds + 1):
             log.info("B%d: %d viewers x (%d MJPEG + SSE)%s, %.0f s", k, args.viewers, len(cameras),
                      " and one stalled client" if k == 1 else "", args.seconds)
             t0 = time.monotonic()
-            stalled_box: dict = {}
-
-            def stall_later(box: dict = stalled_box) -> None:  # once the viewers are connected
-                time.sleep(min(3.0, args.seconds / 4))
-                box["client"] = StalledClient(url, next(iter(cameras)))
-
-            staller = threading.Thread(target=stall_later, daemon=True)
-            if k == 1:
+            staller = threading.Thread(target=stall_later, daemon=True) if k == 1 else None
+            if staller is not None:
                 staller.start()
             streams += asyncio.run(viewers(url, list(cameras), args.viewers, args.seconds))
             marks[f"B{k}"] = (t0, time.monotonic())
-            if k == 1:
+            if staller is not None:
                 staller.join(10)
                 stalled = stalled_box.get("client")
                 if stalled is not None:  # its part is done once it was dropped (or the window is over)
