@@ -91,12 +91,18 @@ def test_realtime_file_is_paced_and_drops_for_slow_consumer(tmp_path):
     assert 20 < stats.fps_in < 40
 
 
-def test_live_frames_dropped_for_a_slow_consumer_are_never_converted(tmp_path, monkeypatch):
+@pytest.fixture
+def converted(monkeypatch) -> list[int]:
+    """One entry per PyAV frame converted to BGR by the capture."""
     import realtime.sources.capture as capture_module
 
-    converted = []
+    calls: list[int] = []
     real = capture_module.frame_to_bgr
-    monkeypatch.setattr(capture_module, "frame_to_bgr", lambda f: converted.append(1) or real(f))
+    monkeypatch.setattr(capture_module, "frame_to_bgr", lambda f: calls.append(1) or real(f))
+    return calls
+
+
+def test_live_frames_dropped_for_a_slow_consumer_are_never_converted(tmp_path, converted):
     path = write_video(tmp_path / "rt.mp4", 45, (W, H), FPS, pattern="bits", options=X264)
     with Capture(path, realtime=True, capacity=2) as cap:
         cap.start()
@@ -108,12 +114,7 @@ def test_live_frames_dropped_for_a_slow_consumer_are_never_converted(tmp_path, m
     assert len(frames) <= len(converted) <= len(frames) + 1 < 45
 
 
-def test_analysis_rate_keeps_evenly_spaced_frames_and_never_converts_the_rest(clip, monkeypatch):
-    import realtime.sources.capture as capture_module
-
-    converted = []
-    real = capture_module.frame_to_bgr
-    monkeypatch.setattr(capture_module, "frame_to_bgr", lambda f: converted.append(1) or real(f))
+def test_analysis_rate_keeps_evenly_spaced_frames_and_never_converts_the_rest(clip, converted):
     with Capture(clip, capacity=2, analysis_fps=10) as cap:
         assert (cap.fps, cap.analysis_fps, cap.delivered_fps) == (30.0, 10.0, 10.0)
         cap.start()
