@@ -109,7 +109,7 @@ class _Camera:
     reps_total: int = 0
     watchers: tuple[Subscriber, ...] = ()
     frames_encoded: int = 0
-    frames_skipped: int = 0  # offered to the encoder but replaced by a newer one before it was encoded
+    frames_replaced: int = 0  # offered to the encoder but replaced by a newer one before it was encoded
     last_part: dict[str, bytes] = field(default_factory=dict)  # size -> latest MJPEG part (headers, JPEG, boundary)
     last_jpeg: dict[str, bytes] = field(default_factory=dict)  # size -> latest JPEG
 
@@ -190,7 +190,7 @@ class LiveHub:
         image = np.array(image_bgr, copy=True) if copy else image_bgr
         with self._cond:
             if camera in self._pending:
-                cam.frames_skipped += 1
+                cam.frames_replaced += 1
             self._pending[camera] = image
             self._cond.notify()
         if not self._encoders:
@@ -293,7 +293,7 @@ class LiveHub:
             "cameras": {
                 name: {
                     "viewers": len(cam.watchers), "frames_encoded": cam.frames_encoded,
-                    "frames_skipped": cam.frames_skipped, "reps_published": cam.reps_total,
+                    "frames_replaced": cam.frames_replaced, "reps_published": cam.reps_total,
                 }
                 for name, cam in list(self._cams.items())
             },
